@@ -1,0 +1,1 @@
+"""Tuners behind one ask/tell protocol (installed as ``samstar_env.agents``)."""

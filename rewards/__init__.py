@@ -1,0 +1,1 @@
+"""Physics-guided, label-free rewards (installed as ``samstar_env.rewards``)."""

@@ -1,0 +1,373 @@
+"""SamAutomaticMaskGenerator's 13 hyperparameters and the one map between actions and them.
+
+:class:`AmgParams` is a frozen, validated value of the 13 constructor arguments of
+``segment_anything.SamAutomaticMaskGenerator`` (the model excepted). :class:`ParamSpace` says which of
+them are tuned and how ``[-1, 1]^d`` maps onto them. It is the ONLY place where actions become
+parameters: the environment, every agent and the CLI decode through it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+import numpy as np
+
+OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+
+
+def _in(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> None:
+    ok_lo = value > lo if lo_open else value >= lo
+    ok_hi = value < hi if hi_open else value <= hi
+    if not (ok_lo and ok_hi) or (isinstance(value, float) and math.isnan(value)):
+        lb = "(" if lo_open else "["
+        rb = ")" if hi_open else "]"
+        raise ValueError(f"AmgParams.{name}={value!r} is out of range; expected a value in {lb}{lo}, {hi}{rb}")
+
+
+def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        if isinstance(value, (float, np.floating)) and float(value).is_integer():
+            value = int(value)
+        else:
+            raise TypeError(f"AmgParams.{name}={value!r} must be an integer")
+    value = int(value)
+    if value < lo or (hi is not None and value > hi):
+        rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+        raise ValueError(f"AmgParams.{name}={value} is out of range; expected an integer {rng}")
+    return value
+
+
+@dataclass(frozen=True)
+class AmgParams:
+    """The 13 hyperparameters of ``SamAutomaticMaskGenerator``, with SAM's defaults.
+
+    Parameters
+    ----------
+    points_per_side : int or None
+        Points sampled along one side of the image (grid of ``points_per_side**2`` prompts).
+        ``None`` only together with ``point_grids``.
+    points_per_batch : int
+        Prompts decoded together. Not tuned: it changes speed and, through floating-point batch
+        effects, the last bits of the logits.
+    pred_iou_thresh : float in [0, 1]
+        Keep masks whose predicted IoU is at least this.
+    stability_score_thresh : float in [0, 1]
+        Keep masks whose stability (IoU of the mask at threshold +- offset) is at least this.
+    stability_score_offset : float > 0
+        Logit offset used for the stability score.
+    box_nms_thresh : float in [0, 1]
+        IoU threshold of the box NMS within a crop.
+    crop_n_layers : int in [0, 4]
+        Extra layers of zoomed-in crops (layer i has 2**i x 2**i crops).
+    crop_nms_thresh : float in [0, 1]
+        IoU threshold of the box NMS across crops.
+    crop_overlap_ratio : float in [0, 1)
+        Overlap of neighbouring crops, as a fraction of the image side.
+    crop_n_points_downscale_factor : int >= 1
+        Points per side in layer i are ``points_per_side / factor**i``.
+    point_grids : tuple or None
+        Explicit normalized point grids per layer (not tuned).
+    min_mask_region_area : int >= 0
+        Remove holes and islands smaller than this many pixels (0 disables; needs OpenCV).
+    output_mode : str
+        ``binary_mask``, ``uncompressed_rle`` or ``coco_rle``.
+
+    Examples
+    --------
+    >>> p = AmgParams(points_per_side=16, pred_iou_thresh=0.7)
+    >>> p.to_kwargs()["points_per_side"]
+    16
+    """
+
+    points_per_side: int | None = 32
+    points_per_batch: int = 64
+    pred_iou_thresh: float = 0.88
+    stability_score_thresh: float = 0.95
+    stability_score_offset: float = 1.0
+    box_nms_thresh: float = 0.7
+    crop_n_layers: int = 0
+    crop_nms_thresh: float = 0.7
+    crop_overlap_ratio: float = 512 / 1500
+    crop_n_points_downscale_factor: int = 1
+    point_grids: tuple[tuple[tuple[float, float], ...], ...] | None = None
+    min_mask_region_area: int = 0
+    output_mode: str = "binary_mask"
+
+    def __post_init__(self) -> None:
+        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
+        if self.points_per_side is None:
+            if self.point_grids is None:
+                raise ValueError("AmgParams.points_per_side=None requires point_grids")
+        else:
+            set_("points_per_side", _int("points_per_side", self.points_per_side, 1, 1024))
+        set_("points_per_batch", _int("points_per_batch", self.points_per_batch, 1))
+        for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh", "crop_nms_thresh"):
+            v = float(getattr(self, name))
+            _in(name, v, 0.0, 1.0)
+            set_(name, v)
+        off = float(self.stability_score_offset)
+        _in("stability_score_offset", off, 0.0, 50.0, lo_open=True)
+        set_("stability_score_offset", off)
+        set_("crop_n_layers", _int("crop_n_layers", self.crop_n_layers, 0, 4))
+        ratio = float(self.crop_overlap_ratio)
+        _in("crop_overlap_ratio", ratio, 0.0, 1.0, hi_open=True)
+        set_("crop_overlap_ratio", ratio)
+        set_(
+            "crop_n_points_downscale_factor",
+            _int("crop_n_points_downscale_factor", self.crop_n_points_downscale_factor, 1, 64),
+        )
+        set_("min_mask_region_area", _int("min_mask_region_area", self.min_mask_region_area, 0))
+        if self.output_mode not in OUTPUT_MODES:
+            raise ValueError(f"AmgParams.output_mode={self.output_mode!r}; expected one of {OUTPUT_MODES}")
+        if self.point_grids is not None:
+            grids = tuple(tuple((float(x), float(y)) for x, y in np.asarray(g, float).reshape(-1, 2)) for g in self.point_grids)
+            if len(grids) != self.crop_n_layers + 1:
+                raise ValueError(
+                    f"AmgParams.point_grids has {len(grids)} grids; expected crop_n_layers + 1 = {self.crop_n_layers + 1}"
+                )
+            set_("point_grids", grids)
+        elif self.points_per_side is not None:
+            # AMG's own constraint: each crop layer must keep at least one point per side.
+            last = self.points_per_side // (self.crop_n_points_downscale_factor**self.crop_n_layers)
+            if last < 1:
+                raise ValueError(
+                    f"AmgParams: points_per_side={self.points_per_side} with crop_n_points_downscale_factor="
+                    f"{self.crop_n_points_downscale_factor} leaves no points in crop layer {self.crop_n_layers}"
+                )
+
+    def to_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``SamAutomaticMaskGenerator(model, **kwargs)``."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        if self.point_grids is not None:
+            kw["point_grids"] = [np.asarray(g, dtype=np.float64) for g in self.point_grids]
+        return kw
+
+    def replace(self, **changes: Any) -> AmgParams:
+        """A copy with some fields changed (validated again)."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of all 13 fields."""
+        d = asdict(self)
+        if self.point_grids is not None:
+            d["point_grids"] = [list(map(list, g)) for g in self.point_grids]
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AmgParams:
+        """Inverse of :meth:`to_dict`; unknown keys raise an error naming them."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"AmgParams: unknown parameter(s) {unknown}; expected some of {sorted(known)}")
+        d = dict(data)
+        if d.get("point_grids") is not None:
+            d["point_grids"] = tuple(tuple(tuple(p) for p in g) for g in d["point_grids"])
+        return cls(**d)
+
+    def to_json(self, path: str | None = None) -> str:
+        """Serialize (and write to ``path`` when given)."""
+        text = json.dumps(self.to_dict(), indent=2, sort_keys=True)
+        if path is not None:
+            with open(path, "w", encoding="utf-8") as fh:
+                fh.write(text + "\n")
+        return text
+
+    @classmethod
+    def from_json(cls, path: str) -> AmgParams:
+        """Read parameters written by :meth:`to_json` (or a ``best_params.json`` with a ``params`` key)."""
+        with open(path, encoding="utf-8") as fh:
+            try:
+                data = json.load(fh)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: not a valid JSON parameter file ({exc})") from exc
+        if isinstance(data, dict) and "params" in data and isinstance(data["params"], dict):
+            data = data["params"]
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a JSON object of AMG parameters")
+        return cls.from_dict(data)
+
+
+Kind = Literal["float", "int", "log", "grid"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One tuned parameter: how a coordinate in [-1, 1] maps onto it.
+
+    Parameters
+    ----------
+    name : str
+        An :class:`AmgParams` field.
+    kind : {"float", "int", "log", "grid"}
+        ``float``: linear in [low, high]; ``int``: linear then rounded; ``log``: linear in
+        log(value); ``grid``: [-1, 1] cut into ``len(choices)`` equal bins.
+    low, high : float
+        Bounds (ignored for ``grid``).
+    choices : tuple
+        The grid values, in increasing order (``grid`` only).
+    """
+
+    name: str
+    kind: Kind
+    low: float = 0.0
+    high: float = 1.0
+    choices: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.name not in {f.name for f in fields(AmgParams)}:
+            raise ValueError(f"Dimension {self.name!r} is not an AmgParams field")
+        if self.kind not in ("float", "int", "log", "grid"):
+            raise ValueError(f"Dimension {self.name!r}: kind must be float, int, log or grid, got {self.kind!r}")
+        if self.kind == "grid":
+            if len(self.choices) < 1:
+                raise ValueError(f"Dimension {self.name!r}: a grid needs at least one choice")
+        elif not self.low < self.high:
+            raise ValueError(f"Dimension {self.name!r}: need low < high, got [{self.low}, {self.high}]")
+        if self.kind == "log" and self.low <= 0:
+            raise ValueError(f"Dimension {self.name!r}: a log scale needs low > 0, got {self.low}")
+
+    def decode(self, x: float) -> Any:
+        """Map ``x`` in [-1, 1] (clipped) to a parameter value."""
+        u = (min(max(float(x), -1.0), 1.0) + 1.0) / 2.0
+        if self.kind == "grid":
+            return self.choices[min(int(u * len(self.choices)), len(self.choices) - 1)]
+        if self.kind == "log":
+            return float(math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))))
+        v = self.low + u * (self.high - self.low)
+        return int(round(v)) if self.kind == "int" else float(v)
+
+    def encode(self, value: Any) -> float:
+        """Map a value to [-1, 1]; a grid value maps to the centre of its bin."""
+        if self.kind == "grid":
+            try:
+                i = self.choices.index(value)
+            except ValueError:
+                i = int(np.argmin([abs(float(c) - float(value)) for c in self.choices]))
+            u = (i + 0.5) / len(self.choices)
+        elif self.kind == "log":
+            u = (math.log(float(value)) - math.log(self.low)) / (math.log(self.high) - math.log(self.low))
+        else:
+            u = (float(value) - self.low) / (self.high - self.low)
+        return float(min(max(2.0 * u - 1.0, -1.0), 1.0))
+
+    @property
+    def is_discrete(self) -> bool:
+        """True for ``int`` and ``grid`` dimensions."""
+        return self.kind in ("int", "grid")
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready description (for search-space listings and result files)."""
+        if self.kind == "grid":
+            return {"name": self.name, "kind": "grid", "choices": list(self.choices)}
+        return {"name": self.name, "kind": self.kind, "low": self.low, "high": self.high}
+
+
+# The default search space. Expensive stages (a new image embedding or a new decode) depend on
+# points_per_side, crop_n_layers, crop_overlap_ratio and crop_n_points_downscale_factor, so those sit on
+# small grids; stability_score_offset is a grid too so the engine can cache stability exactly for
+# each offset. Everything else is a cheap filter replayed from the cache.
+DEFAULT_DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("points_per_side", "grid", choices=(8, 12, 16, 24, 32, 48, 64)),
+    Dimension("pred_iou_thresh", "float", 0.3, 0.98),
+    Dimension("stability_score_thresh", "float", 0.5, 0.98),
+    Dimension("stability_score_offset", "grid", choices=(0.5, 1.0, 1.5, 2.0)),
+    Dimension("box_nms_thresh", "float", 0.3, 0.95),
+    Dimension("crop_n_layers", "grid", choices=(0, 1, 2)),
+    Dimension("crop_nms_thresh", "float", 0.3, 0.95),
+    Dimension("crop_overlap_ratio", "grid", choices=(0.2, 512 / 1500, 0.5)),
+    Dimension("crop_n_points_downscale_factor", "grid", choices=(1, 2, 4)),
+    Dimension("min_mask_region_area", "grid", choices=(0, 5, 10, 25, 50, 100, 200)),
+)
+
+
+@dataclass(frozen=True)
+class ParamSpace:
+    """Which AMG parameters are tuned and how ``[-1, 1]^d`` maps onto them.
+
+    Parameters
+    ----------
+    dimensions : tuple of Dimension
+        The tuned parameters, in action order.
+    base : AmgParams
+        Values of the parameters that are not tuned.
+
+    Examples
+    --------
+    >>> space = ParamSpace.default()
+    >>> space.dim
+    10
+    >>> p = space.decode(np.zeros(space.dim))
+    >>> p.crop_n_layers
+    1
+    """
+
+    dimensions: tuple[Dimension, ...] = DEFAULT_DIMENSIONS
+    base: AmgParams = field(default_factory=AmgParams)
+
+    def __post_init__(self) -> None:
+        names = [d.name for d in self.dimensions]
+        if len(set(names)) != len(names):
+            raise ValueError(f"ParamSpace: duplicate dimensions in {names}")
+        for bad in ("points_per_batch", "point_grids", "output_mode"):
+            if bad in names:
+                raise ValueError(f"ParamSpace: {bad} is not a tunable parameter")
+
+    @classmethod
+    def default(cls, **base_overrides: Any) -> ParamSpace:
+        """The documented default space (see ``DEFAULT_DIMENSIONS``)."""
+        return cls(dimensions=DEFAULT_DIMENSIONS, base=AmgParams(**base_overrides))
+
+    @classmethod
+    def subset(cls, names: Sequence[str], *, base: AmgParams | None = None) -> ParamSpace:
+        """The default space restricted to ``names`` (others fixed at ``base``)."""
+        by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
+        missing = [n for n in names if n not in by_name]
+        if missing:
+            raise ValueError(f"ParamSpace.subset: unknown dimension(s) {missing}; expected some of {list(by_name)}")
+        return cls(dimensions=tuple(by_name[n] for n in names), base=base or AmgParams())
+
+    @property
+    def dim(self) -> int:
+        """Number of tuned parameters (the action dimension)."""
+        return len(self.dimensions)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Tuned parameter names, in action order."""
+        return tuple(d.name for d in self.dimensions)
+
+    def decode(self, x: Sequence[float] | np.ndarray) -> AmgParams:
+        """Map an action in ``[-1, 1]^dim`` (values outside are clipped) to validated parameters.
+
+        A combination that AMG cannot run (e.g. too few points for the crop layers) is repaired by
+        lowering ``crop_n_points_downscale_factor``, so that every action is feasible.
+        """
+        arr = np.asarray(x, dtype=np.float64).reshape(-1)
+        if arr.shape[0] != self.dim:
+            raise ValueError(f"ParamSpace.decode: action has {arr.shape[0]} values; expected {self.dim} ({', '.join(self.names)})")
+        if not np.isfinite(arr).all():
+            raise ValueError(f"ParamSpace.decode: action contains NaN or Inf: {arr.tolist()}")
+        values = {d.name: d.decode(v) for d, v in zip(self.dimensions, arr)}
+        merged = {**{f.name: getattr(self.base, f.name) for f in fields(AmgParams)}, **values}
+        pps, layers = merged["points_per_side"], merged["crop_n_layers"]
+        while pps is not None and merged["crop_n_points_downscale_factor"] > 1 and pps // (merged["crop_n_points_downscale_factor"] ** layers) < 1:
+            merged["crop_n_points_downscale_factor"] //= 2
+        return AmgParams(**merged)
+
+    def encode(self, params: AmgParams) -> np.ndarray:
+        """Map parameters to ``[-1, 1]^dim`` (float32); ``decode(encode(p))`` returns ``p``'s tuned values
+        up to the resolution of the integer and grid dimensions."""
+        return np.array([d.encode(getattr(params, d.name)) for d in self.dimensions], dtype=np.float32)
+
+    def sample(self, rng: np.random.Generator) -> AmgParams:
+        """Parameters drawn uniformly in action space."""
+        return self.decode(rng.uniform(-1.0, 1.0, size=self.dim))
+
+    def describe(self) -> list[dict[str, Any]]:
+        """JSON-ready list of the dimensions."""
+        return [d.describe() for d in self.dimensions]
