@@ -32,7 +32,7 @@ class MaskSet:
     Examples
     --------
     >>> ms = MaskSet.empty((4, 4))
-    >>> len(ms), ms.to_label_image().max()
+    >>> len(ms), int(ms.to_label_image().max())
     (0, 0)
     """
 
