@@ -1,0 +1,119 @@
+"""A tuning task: the images to tune on, the physics prior, the rewards, the search space and the model.
+
+A :class:`Task` is a value that names everything an evaluation needs and nothing about how it is
+run; :func:`make_task` builds the registered synthetic tasks (``perovskite``, ``ito``, ``auco``) from
+their frozen seed splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.params import ParamSpace
+
+DEFAULT_MODEL = "samstar-tiny"
+
+
+@dataclass(frozen=True, eq=False)
+class Task:
+    """Everything one evaluation needs, as a picklable value.
+
+    Parameters
+    ----------
+    name : str
+        Task name (``perovskite``, ``ito``, ``auco`` or a user name).
+    images : tuple of Micrograph
+        Images an evaluation segments; their rewards are averaged.
+    prior : PhysicsPrior
+        What is known about the sample before segmenting.
+    rewards : RewardSuite
+        The ordered physics rewards (``samstar_env.rewards.RewardSuite``).
+    space : ParamSpace
+        The tuned AMG parameters.
+    model : str or Path
+        A registered model name or a checkpoint path, loaded lazily by the problem.
+    test_images : tuple of Micrograph
+        Held-out images for judging a chosen operating point (never used while tuning).
+    """
+
+    name: str
+    images: tuple[Micrograph, ...]
+    prior: PhysicsPrior
+    rewards: Any
+    space: ParamSpace = field(default_factory=ParamSpace.default)
+    model: str | Path = DEFAULT_MODEL
+    test_images: tuple[Micrograph, ...] = ()
+
+    def __post_init__(self) -> None:
+        if len(self.images) == 0:
+            raise ValueError(f"Task {self.name!r}: needs at least one image to tune on")
+        for im in (*self.images, *self.test_images):
+            if not isinstance(im, Micrograph):
+                raise TypeError(f"Task {self.name!r}: images must be Micrograph values, got {type(im).__name__}")
+        object.__setattr__(self, "images", tuple(self.images))
+        object.__setattr__(self, "test_images", tuple(self.test_images))
+
+    def replace(self, **changes: Any) -> Task:
+        """A copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def make_task(
+    name: str,
+    *,
+    n_images: int = 1,
+    n_test_images: int = 4,
+    size: tuple[int, int] = (512, 512),
+    model: str | Path = DEFAULT_MODEL,
+    space: ParamSpace | None = None,
+    rewards: Sequence[Any] | Any | None = None,
+) -> Task:
+    """Build a registered synthetic task from its frozen ``tune`` and ``test`` seed splits.
+
+    Parameters
+    ----------
+    name : str
+        ``perovskite``, ``ito`` or ``auco``.
+    n_images : int
+        How many ``tune`` images an evaluation averages over (the first seeds of the split).
+    n_test_images : int
+        How many ``test`` images are attached for held-out ground-truth scoring.
+    size : (int, int)
+        Image size in pixels.
+    model : str or Path
+        Model name or checkpoint path.
+    space : ParamSpace, optional
+        Search space (default: ``ParamSpace.default()``).
+    rewards : RewardSuite, list of names/callables, optional
+        Default: the task's preset (``samstar_env.rewards.preset(name)``).
+    """
+    from samstar_env.data.synthetic import TASKS, generate, prior, split_seeds
+    from samstar_env.rewards import RewardSuite, preset
+
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r}; expected one of {TASKS} (or a task .toml file)")
+    tune = split_seeds(name, "tune")
+    test = split_seeds(name, "test")
+    if not 1 <= n_images <= len(tune):
+        raise ValueError(f"n_images={n_images} out of range; task {name!r} has {len(tune)} tune images")
+    if not 0 <= n_test_images <= len(test):
+        raise ValueError(f"n_test_images={n_test_images} out of range; task {name!r} has {len(test)} test images")
+    if rewards is None:
+        suite = preset(name)
+    elif isinstance(rewards, RewardSuite):
+        suite = rewards
+    else:
+        suite = RewardSuite(list(rewards))
+    return Task(
+        name=name,
+        images=tuple(generate(name, seed=s, size=size) for s in tune[:n_images]),
+        prior=prior(name),
+        rewards=suite,
+        space=space or ParamSpace.default(),
+        model=model,
+        test_images=tuple(generate(name, seed=s, size=size) for s in test[:n_test_images]),
+    )
