@@ -1,0 +1,150 @@
+"""Benchmark suites as data: which tasks, agents, seeds, budget and search space.
+
+A suite is a TOML file (the shipped ones live in ``benchmarks/suites/``) parsed into a frozen
+:class:`Suite`. Names resolve to shipped files; anything else is read as a path.
+"""
+
+from __future__ import annotations
+
+from samstar_env import _toml as tomllib
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from samstar_env.params import DEFAULT_DIMENSIONS, Dimension, ParamSpace
+
+_FIELDS = {
+    "name", "version", "description", "tasks", "agents", "seeds", "budget", "image_size", "n_images",
+    "n_test_images", "model", "space", "points_per_side", "agent_options",
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A benchmark suite: task x agent x seed runs with one budget.
+
+    Parameters
+    ----------
+    name : str
+        Suite name (used in result folders).
+    version : int
+        Bumped whenever a field that changes results changes.
+    tasks, agents : tuple of str
+        Registered task and agent names.
+    seeds : tuple of int
+        Named seeds; each (task, agent, seed) is one run.
+    budget : int
+        Evaluations per run.
+    image_size : (int, int)
+        Synthetic image size.
+    n_images, n_test_images : int
+        Tune images averaged per evaluation; held-out test images scored at the end.
+    model : str
+        Model name or checkpoint path.
+    space : str or tuple of str
+        ``"default"`` or the names of the tuned dimensions.
+    points_per_side : tuple of int
+        Optional restriction of the ``points_per_side`` grid (cheaper suites).
+    agent_options : mapping
+        Per-agent keyword arguments, e.g. ``{"nsga2": {"pop_size": 20}}``.
+    """
+
+    name: str
+    tasks: tuple[str, ...]
+    agents: tuple[str, ...]
+    seeds: tuple[int, ...]
+    budget: int
+    version: int = 1
+    description: str = ""
+    image_size: tuple[int, int] = (512, 512)
+    n_images: int = 1
+    n_test_images: int = 4
+    model: str = "samstar-tiny"
+    space: str | tuple[str, ...] = "default"
+    points_per_side: tuple[int, ...] = ()
+    agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.budget < 1:
+            raise ValueError(f"suite {self.name!r}: budget must be >= 1, got {self.budget}")
+        if not self.tasks or not self.agents or not self.seeds:
+            raise ValueError(f"suite {self.name!r}: tasks, agents and seeds must be non-empty")
+
+    def param_space(self) -> ParamSpace:
+        """The suite's search space."""
+        dims: tuple[Dimension, ...] = DEFAULT_DIMENSIONS
+        if self.space != "default":
+            by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
+            unknown = [n for n in self.space if n not in by_name]
+            if unknown:
+                raise ValueError(f"suite {self.name!r}: unknown space dimension(s) {unknown}; expected some of {list(by_name)}")
+            dims = tuple(by_name[n] for n in self.space)
+        if self.points_per_side:
+            dims = tuple(
+                Dimension("points_per_side", "grid", choices=tuple(self.points_per_side)) if d.name == "points_per_side" else d
+                for d in dims
+            )
+        return ParamSpace(dimensions=dims)
+
+    def runs(self) -> list[tuple[str, str, int]]:
+        """Every (task, agent, seed), in a fixed order."""
+        return [(t, a, s) for t in self.tasks for a in self.agents for s in self.seeds]
+
+    def override(self, **changes: Any) -> Suite:
+        """A copy with some fields changed (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "name": self.name, "version": self.version, "description": self.description,
+            "tasks": list(self.tasks), "agents": list(self.agents), "seeds": list(self.seeds),
+            "budget": self.budget, "image_size": list(self.image_size), "n_images": self.n_images,
+            "n_test_images": self.n_test_images, "model": self.model,
+            "space": self.space if isinstance(self.space, str) else list(self.space),
+            "points_per_side": list(self.points_per_side), "agent_options": self.agent_options,
+        }
+
+
+def suite_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Suite:
+    """Build a :class:`Suite` from a parsed TOML/JSON mapping; unknown keys are errors."""
+    unknown = sorted(set(data) - _FIELDS)
+    if unknown:
+        raise ValueError(f"{source}: unknown suite key(s) {unknown}; expected some of {sorted(_FIELDS)}")
+    missing = [k for k in ("name", "tasks", "agents", "seeds", "budget") if k not in data]
+    if missing:
+        raise ValueError(f"{source}: missing suite key(s) {missing}")
+    d = dict(data)
+    for key in ("tasks", "agents", "seeds", "points_per_side"):
+        if key in d:
+            d[key] = tuple(d[key])
+    if "image_size" in d:
+        d["image_size"] = tuple(int(v) for v in d["image_size"])
+    if isinstance(d.get("space"), list):
+        d["space"] = tuple(d["space"])
+    return Suite(**d)
+
+
+def builtin_suites() -> list[str]:
+    """Names of the shipped suites."""
+    folder = resources.files("samstar_env.benchmarks") / "suites"
+    return sorted(p.name[:-5] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def load_suite(name_or_path: str | Path) -> Suite:
+    """A shipped suite by name (``default``, ``quick``) or a suite TOML file by path."""
+    text: str
+    source = str(name_or_path)
+    if str(name_or_path) in builtin_suites():
+        text = (resources.files("samstar_env.benchmarks") / "suites" / f"{name_or_path}.toml").read_text()
+    else:
+        path = Path(name_or_path)
+        if not path.is_file():
+            raise FileNotFoundError(f"suite {source!r} is neither a shipped suite {builtin_suites()} nor a TOML file")
+        text = path.read_text()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{source}: invalid TOML ({exc})") from exc
+    return suite_from_dict(data, source=source)
