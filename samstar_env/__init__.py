@@ -17,7 +17,14 @@ _LAZY = {
     "Micrograph": "samstar_env.data.micrograph",
     "PhysicsPrior": "samstar_env.data.micrograph",
     "MaskSet": "samstar_env.engine.maskset",
+    "SamStarEnv": "samstar_env.env",
+    "make_env_from_toml": "samstar_env.registration",
+    "segment": "samstar_env.segment",
 }
+
+
+# Registers the samstar/ Gymnasium ids (imports gymnasium only; the env itself stays lazy).
+from samstar_env import registration as _registration  # noqa: E402,F401
 
 
 def __getattr__(name: str) -> Any:

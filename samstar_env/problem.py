@@ -7,6 +7,7 @@ RL path and the black-box path give identical numbers.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -41,9 +42,12 @@ class Evaluation:
         Reward vector of each image.
     gt : mapping or None
         Ground-truth metrics averaged over images (only when requested and labels exist; never
-        part of the reward).
+        part of the reward). Numbers are means over the images where defined (``None`` where
+        undefined on every image); labels such as ``size_unit`` are kept when all images agree.
     details : mapping
-        Per-reward details and engine statistics (cache hits, stage seconds).
+        ``details["rewards"]``: per-image per-reward details from the suite;
+        ``details["engine"]``: what the engine's counters moved by during THIS evaluation (cache
+        hits and misses, stage seconds), flattened to ``"a.b" -> number``.
     """
 
     params: AmgParams
@@ -52,7 +56,7 @@ class Evaluation:
     cost_s: float
     n_masks: tuple[int, ...] = ()
     per_image: tuple[np.ndarray, ...] = ()
-    gt: Mapping[str, float] | None = None
+    gt: Mapping[str, Any] | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -64,7 +68,7 @@ class Evaluation:
             "cost_s": float(self.cost_s),
             "n_masks": [int(n) for n in self.n_masks],
             "per_image": [[float(v) for v in r] for r in self.per_image],
-            "gt": None if self.gt is None else {k: float(v) for k, v in self.gt.items()},
+            "gt": None if self.gt is None else {k: _json_value(v) for k, v in self.gt.items()},
         }
 
     @classmethod
@@ -80,6 +84,89 @@ class Evaluation:
             gt=None if data.get("gt") is None else dict(data["gt"]),
         )
 
+    @property
+    def cache_hits(self) -> int:
+        """Engine cache hits during this evaluation (sum over the engine's caches)."""
+        return _count(self.details.get("engine", {}), "hit")
+
+    @property
+    def cache_misses(self) -> int:
+        """Engine cache misses during this evaluation (sum over the engine's caches)."""
+        return _count(self.details.get("engine", {}), "miss")
+
+
+# MaskEngine's caches: embeddings per crop and decoded proposals per point grid. Its disk_hits are
+# already counted among these (a disk hit is an embedding or proposal hit), so they are not added.
+_CACHE_COUNTERS = {"hit": ("embedding_hits", "proposal_hits"), "miss": ("embedding_misses", "proposal_misses")}
+
+
+def _json_value(v: Any) -> Any:
+    if isinstance(v, (bool, np.bool_)):
+        return bool(v)
+    if isinstance(v, (int, float, np.integer, np.floating)):
+        return float(v)
+    return v
+
+
+def _mean_metrics(per_image: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """Average ground-truth metric dicts over images, key by key.
+
+    Numbers (counts included) become the mean over the images where they are defined; a metric
+    undefined (``None``) on every image stays ``None``; non-numeric values (e.g. ``size_unit``) are
+    kept when every image agrees and listed per image otherwise.
+    """
+    out: dict[str, Any] = {}
+    for key in per_image[0]:
+        vals = [g.get(key) for g in per_image]
+        nums = [v for v in vals if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)]
+        if nums and len(nums) == sum(v is not None for v in vals):
+            out[key] = float(np.mean(np.asarray(nums, dtype=np.float64)))
+        elif all(v is None for v in vals):
+            out[key] = None
+        else:
+            out[key] = vals[0] if all(v == vals[0] for v in vals) else list(vals)
+    return out
+
+
+def _count(stats: Mapping[str, Any], word: str) -> int:
+    keys = _CACHE_COUNTERS[word]
+    if any(k in stats for k in keys):
+        return int(sum(stats.get(k, 0) for k in keys))
+    # Another engine (e.g. a user's): sum whatever counters name hits or misses.
+    return int(sum(v for k, v in stats.items() if word in k.rsplit(".", 1)[-1].lower()))
+
+
+def _flatten_stats(stats: Any, prefix: str = "") -> dict[str, float]:
+    """Numeric leaves of an engine's ``stats`` (mapping, dataclass or plain object) as ``"a.b" -> value``."""
+    if stats is None:
+        return {}
+    items: Any
+    if dataclasses.is_dataclass(stats) and not isinstance(stats, type):
+        items = {f.name: getattr(stats, f.name) for f in dataclasses.fields(stats)}.items()
+    elif isinstance(stats, Mapping):
+        items = stats.items()
+    elif hasattr(stats, "__dict__"):
+        items = vars(stats).items()
+    else:
+        return {}
+    out: dict[str, float] = {}
+    for k, v in items:
+        key = f"{prefix}{k}"
+        if isinstance(v, bool):
+            continue
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            out[key] = float(v)
+        elif isinstance(v, Mapping) or dataclasses.is_dataclass(v):
+            out.update(_flatten_stats(v, key + "."))
+    return out
+
+
+def _stats_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str, float]:
+    # Counters are cumulative over the engine's life (and the engine is shared per process), so an
+    # evaluation's own cache hits are the difference. Concurrent evaluations on one shared engine
+    # may see each other's counts: these are diagnostics, never part of a result.
+    return {k: v - before.get(k, 0.0) for k, v in after.items()}
+
 
 # One engine per (model, device) per process: every problem on the same model shares its caches,
 # which is exact (the engine equals AMG) and makes benchmark suites far cheaper.
@@ -87,16 +174,39 @@ _ENGINES: dict[tuple[str, str], Any] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(model: str | Path, *, device: str = "auto") -> Any:
-    """The process-wide :class:`~samstar_env.engine.MaskEngine` for ``model`` (loaded once)."""
-    from samstar_env.engine import MaskEngine
-    from samstar_env.models import load_sam
+def shared_engine(model: Any, *, device: str = "auto") -> Any:
+    """The process-wide :class:`~samstar_env.engine.MaskEngine` for ``model`` (loaded once).
 
-    key = (str(model), device)
+    Parameters
+    ----------
+    model : str, Path or torch.nn.Module
+        A registered model name or checkpoint path (loaded with ``load_sam(model, device=device)``),
+        or an in-memory SAM, used as is on its own device. In-memory models are keyed by their
+        weights' fingerprint, so copies of one model (e.g. unpickled in this process, or given to
+        every env of a vector env) share one engine and its caches.
+    device : str
+        ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; for names and paths.
+    """
+    from samstar_env.engine import MaskEngine
+
+    if _is_model_reference(model):
+        key = (str(model), device)
+    else:
+        from samstar_env.models import model_fingerprint
+
+        key = (f"module:{model_fingerprint(model)}", "as-is")
     with _ENGINES_LOCK:
         if key not in _ENGINES:
-            _ENGINES[key] = MaskEngine(load_sam(model, device=device))
+            if _is_model_reference(model):
+                from samstar_env.models import load_sam
+
+                model = load_sam(model, device=device)
+            _ENGINES[key] = MaskEngine(model)
         return _ENGINES[key]
+
+
+def _is_model_reference(model: Any) -> bool:
+    return isinstance(model, (str, Path))
 
 
 class TuningProblem:
@@ -109,8 +219,9 @@ class TuningProblem:
     gt_metrics : bool
         Also compute ground-truth metrics where images carry labels (for benchmarks; never a reward).
     engine : MaskEngine, optional
-        Engine to use; default: the process-wide shared engine of ``task.model``. Not pickled: a
-        problem sent to another process rebuilds its engine there.
+        Engine to use; default: the process-wide shared engine of ``task.model`` (a name, a
+        checkpoint path or an in-memory SAM; see :func:`shared_engine`). Not pickled: a problem
+        sent to another process rebuilds its engine there.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
 
@@ -164,11 +275,15 @@ class TuningProblem:
         if not isinstance(params, AmgParams):
             raise TypeError(f"evaluate: params must be AmgParams, got {type(params).__name__}")
         imgs = self.task.images if images is None else tuple(images)
+        if not imgs:
+            raise ValueError("evaluate: no images to evaluate on")
         suite = self.task.rewards
+        engine = self.engine
+        stats_before = _flatten_stats(getattr(engine, "stats", None))
         t0 = time.perf_counter()
         vectors, n_masks, gts, details = [], [], [], []
         for im in imgs:
-            masks = self.engine.generate(im, params)
+            masks = engine.generate(im, params)
             vec, det = suite.evaluate_with_details(masks, im, self.task.prior, params=params)
             vectors.append(np.asarray(vec, np.float32))
             n_masks.append(len(masks))
@@ -178,7 +293,7 @@ class TuningProblem:
 
                 gts.append(gt_metrics(masks, im))
         cost = time.perf_counter() - t0
-        gt = {k: float(np.mean([g[k] for g in gts])) for k in gts[0]} if gts else None
+        gt = _mean_metrics(gts) if gts else None
         return Evaluation(
             params=params,
             rewards=np.mean(vectors, axis=0).astype(np.float32),
@@ -187,7 +302,10 @@ class TuningProblem:
             n_masks=tuple(n_masks),
             per_image=tuple(vectors),
             gt=gt,
-            details={"rewards": details, "engine": dict(getattr(self.engine, "stats", {}) or {})},
+            details={
+                "rewards": details,
+                "engine": _stats_delta(stats_before, _flatten_stats(getattr(engine, "stats", None))),
+            },
         )
 
     def evaluate_action(self, action: np.ndarray) -> Evaluation:

@@ -34,8 +34,10 @@ class Task:
         The ordered physics rewards (``samstar_env.rewards.RewardSuite``).
     space : ParamSpace
         The tuned AMG parameters.
-    model : str or Path
-        A registered model name or a checkpoint path, loaded lazily by the problem.
+    model : str, Path or torch.nn.Module
+        A registered model name or a checkpoint path, loaded lazily by the problem; or an
+        in-memory ``segment_anything`` Sam (e.g. a small random model in tests), which is pickled
+        with the task.
     test_images : tuple of Micrograph
         Held-out images for judging a chosen operating point (never used while tuning).
     """
@@ -45,7 +47,7 @@ class Task:
     prior: PhysicsPrior
     rewards: Any
     space: ParamSpace = field(default_factory=ParamSpace.default)
-    model: str | Path = DEFAULT_MODEL
+    model: str | Path | Any = DEFAULT_MODEL
     test_images: tuple[Micrograph, ...] = ()
 
     def __post_init__(self) -> None:
