@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 # Modules that contribute subcommands, in help order.
-_COMMANDS: tuple[str, ...] = ("samstar_env.data.cli",)
+_COMMANDS: tuple[str, ...] = ("samstar_env.data.cli", "samstar_env.models.train_tiny", "samstar_env.segment", "samstar_env.stream", "samstar_env.tune")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,100 @@
+"""`samstar tune` end to end: report files, and a real SIGKILL mid-run followed by --resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from samstar_env.cli import main
+
+SPACE = "pred_iou_thresh,stability_score_thresh,box_nms_thresh"
+
+
+@pytest.fixture(scope="module")
+def checkpoint(random_sam, tmp_path_factory):
+    """The random test SAM saved in samstar's checkpoint format (a subprocess cannot take a fixture)."""
+    from tests.conftest import TEST_SAM_CONFIG
+
+    path = tmp_path_factory.mktemp("model") / "random_sam.pt"
+    torch.save({"format": "samstar-sam/1", "config": TEST_SAM_CONFIG.to_dict(), "model": random_sam.state_dict()}, path)
+    return path
+
+
+def _args(ckpt, out, budget, *extra):
+    return ["tune", "perovskite", "--model", str(ckpt), "--size", "64", "--space", SPACE, "--budget", str(budget),
+            "--agent-opt", "pop_size=4", "--seed", "1", "--out", str(out), "--no-progress", "--no-tensorboard", *extra]
+
+
+def _trials(out):
+    lines = [json.loads(s) for s in (Path(out) / "journal.jsonl").read_text().splitlines()]
+    assert lines[0]["kind"] == "header"
+    return [rec for rec in lines[1:] if rec["kind"] == "trial"]
+
+
+def _key(rec):
+    return (rec["index"], rec["action"], rec["params"], rec["rewards"])
+
+
+def test_cli_writes_report(checkpoint, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(checkpoint, out, 6)[:-2] + ["--pick", "knee", "--pick", "coverage"]) == 0
+    for name in ("journal.jsonl", "result.json", "front.json", "front.png", "best_params.json", "operating_points.json", "overlays/knee.png"):
+        assert (out / name).is_file(), name
+    assert list((out / "tb").rglob("events.out.tfevents.*"))
+    best = json.loads((out / "best_params.json").read_text())
+    assert best["rule"] == "knee" and "params" in best
+    from samstar_env.params import AmgParams
+
+    AmgParams.from_json(str(out / "best_params.json"))
+    assert len(_trials(out)) == 6
+    # A second run into the same folder without --resume is refused.
+    assert main(_args(checkpoint, out, 6)) == 2
+
+
+def test_sigkill_then_resume_equals_uninterrupted(checkpoint, tmp_path):
+    n, k = 10, 3
+    ref = tmp_path / "ref"
+    assert main(_args(checkpoint, ref, n)) == 0
+
+    out = tmp_path / "killed"
+    # Slow each evaluation down in the child only, so the kill lands mid-run.
+    code = (
+        "import sys, time; import samstar_env.problem as p; ev = p.TuningProblem.evaluate\n"
+        "p.TuningProblem.evaluate = lambda self, *a, **k: (time.sleep(0.4), ev(self, *a, **k))[1]\n"
+        "from samstar_env.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    proc = subprocess.Popen([sys.executable, "-c", code, *_args(checkpoint, out, n)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 90
+    journal = out / "journal.jsonl"
+    while time.time() < deadline:
+        if journal.exists() and journal.read_text().count('"kind": "trial"') >= k:
+            break
+        assert proc.poll() is None, proc.stderr.read().decode()
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    done = len(_trials(out))
+    assert k <= done < n
+
+    assert main(_args(checkpoint, out, n, "--resume")) == 0
+    got = _trials(out)
+    assert [r["index"] for r in got] == list(range(n))  # exactly N, no duplicates, none lost
+    assert [_key(r) for r in got] == [_key(r) for r in _trials(ref)]
+
+
+def test_resume_with_other_settings_is_refused(checkpoint, tmp_path):
+    out = tmp_path / "run"
+    assert main(_args(checkpoint, out, 4)) == 0
+    args = _args(checkpoint, out, 6, "--resume")
+    args[args.index("--seed") + 1] = "2"
+    assert main(args) == 2
