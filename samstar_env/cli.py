@@ -1,8 +1,9 @@
 """The ``samstar`` command line.
 
-Each subcommand lives beside the code it drives: a module listed in ``_COMMANDS`` exposes
-``add_cli(subparsers)``, which adds its parser and sets ``func``. Modules are imported only when the
-command line is parsed, so ``samstar --help`` stays fast.
+Each subcommand lives beside the code it drives: the module named for it in ``COMMANDS`` exposes
+``add_cli(subparsers)``, which adds its parser and sets ``func``. Only the module of the command
+being run is imported (several pull in torch), so ``samstar --help`` and ``samstar data list`` stay
+fast.
 """
 
 from __future__ import annotations
@@ -12,12 +13,20 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# Modules that contribute subcommands, in help order.
-_COMMANDS: tuple[str, ...] = ("samstar_env.data.cli", "samstar_env.models.train_tiny", "samstar_env.segment", "samstar_env.stream", "samstar_env.tune")
+# command -> (module that defines it, one-line help shown by `samstar --help`)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tune": ("samstar_env.tune", "tune SAM's mask generator on a task with an agent (NSGA-II by default)"),
+    "segment": ("samstar_env.segment", "segment images with tuned parameters: label TIFF, overlay, particle table"),
+    "stream": ("samstar_env.stream", "segment frames as they arrive in a folder, with a drift monitor"),
+    "bench": ("samstar_env.benchmarks.cli", "run a benchmark suite (task x agent x seed); resumable"),
+    "report": ("samstar_env.benchmarks.cli", "render a benchmark folder as a static HTML page"),
+    "data": ("samstar_env.data.cli", "list synthetic tasks; preview micrographs with ground truth"),
+    "train-model": ("samstar_env.models.train_tiny", "train a small SAM (samstar-tiny) on synthetic and EMPS data"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full argument parser."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; with ``command``, only that command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="samstar",
         description="Task-adaptive Segment Anything for microscopy (SAM*).",
@@ -25,18 +34,27 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"samstar {importlib.import_module('samstar_env').__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    for mod in _COMMANDS:
-        importlib.import_module(mod).add_cli(sub)
+    if command in COMMANDS:
+        importlib.import_module(COMMANDS[command][0]).add_cli(sub)
+    else:
+        # Listing only: placeholders carry the help text without importing anything heavy.
+        for name, (_, help_text) in COMMANDS.items():
+            sub.add_parser(name, help=help_text)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    return next((a for a in argv if not a.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``samstar`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError) as exc:
+    except (ValueError, FileNotFoundError, TypeError, RuntimeError, ImportError, KeyError) as exc:
         # Bad input: one clear line, no traceback; the message names the input and what was expected.
         print(f"samstar {args.command}: error: {exc}", file=sys.stderr)
         return 2

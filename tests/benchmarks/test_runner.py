@@ -1,0 +1,177 @@
+"""The benchmark harness end to end: records, resume, summary, report, and Dask equals local."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from samstar_env.benchmarks.runner import pending_runs, read_run, run_specs, run_suite
+from samstar_env.benchmarks.suites import Suite, load_suite, suite_from_dict
+from samstar_env.benchmarks.summary import summarize
+from samstar_env.models import save_samstar_checkpoint
+from tests.conftest import TEST_SAM_CONFIG
+
+
+@pytest.fixture(scope="module")
+def checkpoint(random_sam, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "random_tiny.pt"
+    save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, path)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def suite(checkpoint):
+    # Cheap: one 96-px image, a single 8x8 point grid, threshold dimensions only.
+    return Suite(
+        name="t",
+        tasks=("perovskite",),
+        agents=("nsga2", "random"),
+        seeds=(0, 1),
+        budget=4,
+        image_size=(96, 96),
+        n_images=1,
+        n_test_images=1,
+        model=checkpoint,
+        space=("points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"),
+        points_per_side=(8,),
+        agent_options={"nsga2": {"pop_size": 4}},
+    )
+
+
+@pytest.fixture(scope="module")
+def local_run(suite, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    lines: list[str] = []
+    summary = run_suite(suite, out, progress=lines.append)
+    return out, summary, lines
+
+
+def _rewards(record):
+    return np.array([t["rewards"] for t in record["result"]["trials"]])
+
+
+def test_records_follow_the_schema(local_run, suite):
+    out, summary, lines = local_run
+    assert len(lines) == 4
+    for spec in run_specs(suite):
+        rec = read_run(out / "runs" / f"{spec.run_id}.json")
+        assert rec is not None
+        assert rec["task"] == "perovskite" and rec["budget"] == 4
+        assert len(rec["result"]["trials"]) == 4
+        curve = rec["hypervolume_curve"]
+        assert len(curve) == 4 and np.all(np.diff(curve) >= -1e-12)
+        assert rec["final_hypervolume"] == pytest.approx(curve[-1])
+        assert set(rec["operating_point"]) == {"rule", "params", "rewards"}
+        assert rec["test_gt"] is not None and 0.0 <= rec["test_gt"]["f1"] <= 1.0
+        assert (out / "overlays" / f"{spec.run_id}.png").is_file()
+    assert summary["n_runs"] == 4
+    assert {(r["task"], r["agent"]) for r in summary["table"]} == {("perovskite", "nsga2"), ("perovskite", "random")}
+    assert json.loads((out / "summary.json").read_text())["schema"] == "samstar-bench-summary/1"
+
+
+def test_finished_runs_are_skipped_and_partial_ones_rerun(local_run, suite):
+    out, _, _ = local_run
+    victim = out / "runs" / f"{run_specs(suite)[1].run_id}.json"
+    before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    victim.write_text(victim.read_text()[:100])  # a run killed while writing
+    done, todo = pending_runs(suite, out)
+    assert [s.run_id for s in todo] == [victim.stem] and len(done) == 3
+    lines: list[str] = []
+    run_suite(suite, out, progress=lines.append)
+    assert lines[0].startswith("3 finished run(s)") and len(lines) == 2
+    after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
+    assert all(after[k] == before[k] for k in before if k != victim.name)
+    assert read_run(victim) is not None
+
+
+def test_same_seed_same_record(local_run, suite, tmp_path):
+    out, _, _ = local_run
+    spec = run_specs(suite)[0]
+    solo = suite.override(agents=(spec.agent,), seeds=(spec.seed,))
+    run_suite(solo, tmp_path, progress=None)
+    a = read_run(out / "runs" / f"{spec.run_id}.json")
+    b = read_run(tmp_path / "runs" / f"{spec.run_id}.json")
+    np.testing.assert_array_equal(_rewards(a), _rewards(b))
+    assert a["operating_point"] == b["operating_point"]
+
+
+def test_summary_ranks_and_standard_error():
+    recs = [
+        {"task": "t", "agent": "a", "final_hypervolume": 0.5, "wall_s": 1.0},
+        {"task": "t", "agent": "a", "final_hypervolume": 0.7, "wall_s": 1.0},
+        {"task": "t", "agent": "b", "final_hypervolume": 0.2, "wall_s": 2.0},
+    ]
+    s = summarize(recs)
+    row = next(r for r in s["table"] if r["agent"] == "a")
+    assert row["final_hypervolume_mean"] == pytest.approx(0.6)
+    assert row["final_hypervolume_se"] == pytest.approx(np.std([0.5, 0.7], ddof=1) / np.sqrt(2))
+    assert s["ranks"]["t"] == {"a": 1.0, "b": 2.0}
+    assert row["test_f1_n"] == 0
+
+
+def test_report_is_a_static_page(local_run, tmp_path):
+    from samstar_env.benchmarks.report import write_report
+
+    out, _, _ = local_run
+    html = write_report(out, tmp_path / "report.html").read_text()
+    assert "perovskite" in html and html.count("data:image/png;base64,") >= 3
+    assert "<script" not in html
+    assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_dask_local_cluster_equals_local(local_run, suite, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from samstar_env.benchmarks.executors import DaskExecutor, LocalExecutor, dask_evaluator
+
+    out, _, _ = local_run
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        with distributed.Client(cluster) as client:
+            run_suite(suite, tmp_path / "runs-dask", executor=DaskExecutor(client=client), progress=None)
+            # Population-level distribution: runs here, evaluations on the workers.
+            one = suite.override(agents=("nsga2",), seeds=(0,))
+            run_suite(one, tmp_path / "evals-dask", executor=LocalExecutor(evaluator=dask_evaluator(client)), progress=None)
+    finally:
+        cluster.close()
+    for spec in run_specs(suite):
+        a = read_run(out / "runs" / f"{spec.run_id}.json")
+        b = read_run(tmp_path / "runs-dask" / "runs" / f"{spec.run_id}.json")
+        np.testing.assert_array_equal(_rewards(a), _rewards(b))
+    c = read_run(tmp_path / "evals-dask" / "runs" / "perovskite__nsga2__s0.json")
+    np.testing.assert_array_equal(_rewards(read_run(out / "runs" / "perovskite__nsga2__s0.json")), _rewards(c))
+
+
+def test_suites_load_and_reject_bad_input(tmp_path):
+    quick = load_suite("quick")
+    assert quick.budget <= 10 and len(quick.seeds) == 2
+    assert len(load_suite("default").runs()) == 3 * 4 * 10
+    with pytest.raises(ValueError, match="unknown suite key"):
+        suite_from_dict({"name": "x", "tasks": ["ito"], "agents": ["random"], "seeds": [0], "budget": 1, "budgett": 2})
+    with pytest.raises(FileNotFoundError, match="neither a shipped suite"):
+        load_suite(tmp_path / "nope.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = [")
+    with pytest.raises(ValueError, match="invalid TOML"):
+        load_suite(bad)
+    with pytest.raises(ValueError, match="unknown space dimension"):
+        Suite(name="x", tasks=("ito",), agents=("random",), seeds=(0,), budget=1, space=("nope",)).param_space()
+
+
+def test_bench_cli_runs_a_suite_file(checkpoint, tmp_path, capsys):
+    from samstar_env.cli import main
+
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        'name = "cli"\ntasks = ["ito"]\nagents = ["random"]\nseeds = [0]\nbudget = 2\nimage_size = [96, 96]\n'
+        f'n_test_images = 1\nmodel = "{checkpoint}"\nspace = ["points_per_side", "pred_iou_thresh"]\npoints_per_side = [8]\n'
+    )
+    assert main(["bench", str(toml), "--seeds", "1", "--out", str(tmp_path / "o")]) == 0
+    assert "| ito | random |" in capsys.readouterr().out
+    assert main(["report", str(tmp_path / "o"), "-o", str(tmp_path / "r.html"), "--no-tensorboard"]) == 0
+    assert (tmp_path / "r.html").is_file()
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", str(toml), "--seeds", "x", "--out", str(tmp_path / "o")])
+    assert exc.value.code == 2
+    assert "expected a count" in capsys.readouterr().err
