@@ -114,7 +114,7 @@ class MaskSet:
     @property
     def areas(self) -> np.ndarray:
         """Pixel count of each mask (int64)."""
-        return self.masks.reshape(len(self), -1).sum(axis=1).astype(np.int64)
+        return self.masks.sum(axis=(1, 2), dtype=np.int64)
 
     def to_amg_records(self) -> list[dict[str, Any]]:
         """The list of dicts ``SamAutomaticMaskGenerator.generate`` returns in ``binary_mask`` mode."""

@@ -1,0 +1,327 @@
+"""MaskEngine: SamAutomaticMaskGenerator's output for any parameters, from cached embeddings and proposals.
+
+What depends on what (see "The caching engine" in DESIGN.md):
+
+========================  =====================================================================
+stage                     cached per
+========================  =====================================================================
+crop embedding            model, image, crop box (crop_n_layers, crop_overlap_ratio)
+decoded proposals         embedding + point grid of the layer (points_per_side,
+                          crop_n_points_downscale_factor or point_grids) + points_per_batch
+stability score           proposals + stability_score_offset (a grid kept per entry; a new
+                          offset decodes once more and is added)
+everything else           replayed per call: pred_iou / stability / crop-edge filters, NMS in and
+                          across crops, small-region post-processing (memoized per mask)
+========================  =====================================================================
+
+Memory, measured with a samstar-tiny-sized model (256-px input) on a 512x512 micrograph: the
+proposals of one full-image grid at points_per_side 32 (3,072 masks, 4 stability offsets) take 28 MB
+when masks are cropped to their boxes and bit-packed (random weights, many large masks; 99% of it is
+mask bits, so it scales with mask area: at most 100 MB if every mask filled the image), against
+3.2 GB for full-size float logits; a crop embedding takes C*h*w*4 bytes (256 kB for samstar-tiny,
+4 MB for ViT-H). The default bound, 1 GiB, holds a few dozen such (image, grid) entries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.utils.amg import build_all_layer_point_grids, generate_crop_boxes
+
+from samstar_env.engine.cache import DISK_FORMAT_VERSION, DiskCache, KeyedLocks, LruCache, get_or_compute
+from samstar_env.engine.image_input import image_fingerprint, to_sam_image
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.engine.proposals import (
+    CropEmbedding,
+    CropProposals,
+    decode_crop,
+    decode_stability,
+    embed_crop,
+)
+from samstar_env.engine.replay import assemble, postprocess, select
+from samstar_env.models.registry import model_fingerprint
+from samstar_env.params import DEFAULT_DIMENSIONS, AmgParams
+
+DEFAULT_CACHE_BYTES = 1 << 30
+# The ParamSpace grid of stability_score_offset: a tuner on the default space never triggers a re-decode.
+DEFAULT_STABILITY_OFFSETS: tuple[float, ...] = tuple(
+    float(v) for d in DEFAULT_DIMENSIONS if d.name == "stability_score_offset" for v in d.choices
+)
+_STAGES = ("embed", "decode", "stability", "replay", "postprocess", "assemble")
+
+
+@dataclass(frozen=True)
+class EngineStats:
+    """Counters of a :class:`MaskEngine` (a snapshot; JSON-ready through :meth:`as_dict`).
+
+    Parameters
+    ----------
+    calls : int
+        ``generate`` calls.
+    embedding_hits, embedding_misses : int
+        Crop embeddings found / computed (a disk hit counts as a hit).
+    proposal_hits, proposal_misses : int
+        Decoded proposal sets found / decoded.
+    disk_hits, disk_rejected : int
+        Entries read from the disk cache; disk files found corrupted or stale.
+    stability_recomputes : int
+        Re-decodes to add a stability offset outside the cached grid.
+    seconds : dict
+        Wall time per stage (embed, decode, stability, replay, postprocess, assemble).
+    cache_bytes, cache_entries : int
+        Current size of the in-memory cache.
+    """
+
+    calls: int
+    embedding_hits: int
+    embedding_misses: int
+    proposal_hits: int
+    proposal_misses: int
+    disk_hits: int
+    disk_rejected: int
+    stability_recomputes: int
+    seconds: dict[str, float]
+    cache_bytes: int
+    cache_entries: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain dict (for ``info`` dicts and logs)."""
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+
+class MaskEngine:
+    """Exact, cached equivalent of ``SamAutomaticMaskGenerator``.
+
+    ``MaskEngine(model).generate(image, params).to_amg_records()`` equals
+    ``SamAutomaticMaskGenerator(model, **params.to_kwargs()).generate(image)`` (binary-mask output):
+    same masks in the same order, same boxes, areas, points, crop boxes, and bit-identical predicted
+    IoU and stability. The tests check this against segment_anything itself.
+
+    Parameters
+    ----------
+    model : segment_anything.modeling.Sam
+        The model. Cache keys include :func:`~samstar_env.models.model_fingerprint`, re-validated at
+        each call, so changed weights never reuse stale entries.
+    cache_bytes : int
+        Bound of the in-memory LRU cache of embeddings and proposals (default 1 GiB).
+    cache_dir : path, optional
+        Folder of an on-disk cache shared between processes (embeddings and proposals).
+    stability_offsets : iterable of float, optional
+        Offsets whose stability scores are computed with every decode (default: the ParamSpace
+        grid 0.5, 1.0, 1.5, 2.0). A requested offset outside them costs one more decode, once.
+
+    Examples
+    --------
+    >>> engine = MaskEngine(model)                                  # doctest: +SKIP
+    >>> masks = engine.generate(micrograph, AmgParams(points_per_side=16))  # doctest: +SKIP
+    >>> engine.stats.proposal_misses                                 # doctest: +SKIP
+    1
+    """
+
+    def __init__(
+        self,
+        model: Sam,
+        *,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        cache_dir: str | Path | None = None,
+        stability_offsets: Iterable[float] | None = None,
+    ) -> None:
+        self.model = model
+        self.fingerprint = model_fingerprint(model)
+        self.stability_offsets = tuple(sorted({float(o) for o in (stability_offsets or DEFAULT_STABILITY_OFFSETS)}))
+        self.memory = LruCache(max_bytes=cache_bytes)
+        self.disk = DiskCache(cache_dir) if cache_dir is not None else None
+        self._locks = KeyedLocks()
+        # One forward pass at a time: torch already spreads each one over all cores, and serializing
+        # keeps concurrent callers from oversubscribing them. Replay runs concurrently.
+        self._model_lock = threading.Lock()
+        self._stats_lock = threading.Lock()
+        self.reset_stats()
+
+    # ------------------------------------------------------------------ stats
+    def reset_stats(self) -> None:
+        """Zero the counters."""
+        with self._stats_lock:
+            self._counts = {k: 0 for k in ("calls", "embedding_hits", "embedding_misses", "proposal_hits",
+                                           "proposal_misses", "disk_hits", "stability_recomputes")}
+            self._seconds = {k: 0.0 for k in _STAGES}
+            self._disk_rejected0 = self.disk.rejected if self.disk is not None else 0
+
+    def _count(self, name: str, n: int = 1) -> None:
+        with self._stats_lock:
+            self._counts[name] += n
+
+    @contextmanager
+    def _timed(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            with self._stats_lock:
+                self._seconds[stage] += time.perf_counter() - t0
+
+    @property
+    def stats(self) -> EngineStats:
+        """A snapshot of the counters."""
+        with self._stats_lock:
+            return EngineStats(
+                **self._counts,
+                disk_rejected=(self.disk.rejected - self._disk_rejected0) if self.disk is not None else 0,
+                seconds=dict(self._seconds),
+                cache_bytes=self.memory.nbytes,
+                cache_entries=len(self.memory),
+            )
+
+    # ------------------------------------------------------------------ keys
+    def _key(self, kind: str, *parts: Any) -> str:
+        # Versioned: the disk format, the torch and segment_anything builds (numerics) and the device
+        # all change the stored numbers, so they are part of every key.
+        import segment_anything
+
+        dev = next(self.model.parameters()).device.type
+        sa_version = getattr(segment_anything, "__version__", "1.0")
+        # Re-checked per call (cheap unless the weights changed), so entries never outlive the weights.
+        self.fingerprint = model_fingerprint(self.model)
+        return "|".join([f"samstar-engine/{DISK_FORMAT_VERSION}", kind, f"torch={torch.__version__}", f"sam={sa_version}",
+                         f"dev={dev}", f"model={self.fingerprint}", *map(str, parts)])
+
+    # ------------------------------------------------------------------ stages
+    def _embedding(self, image: np.ndarray, image_key: str, crop_box: list[int]) -> CropEmbedding:
+        key = self._key("embedding", image_key, tuple(crop_box))
+
+        def compute() -> tuple[CropEmbedding, int]:
+            if self.disk is not None:
+                arrays = self.disk.load(key)
+                if arrays is not None:
+                    self._count("disk_hits")
+                    emb = CropEmbedding(
+                        features=torch.from_numpy(arrays["features"]).to(next(self.model.parameters()).device),
+                        original_size=tuple(int(v) for v in arrays["original_size"]),
+                        input_size=tuple(int(v) for v in arrays["input_size"]),
+                    )
+                    return emb, emb.nbytes
+            self._count("embedding_misses")
+            with self._timed("embed"), self._model_lock:
+                emb = embed_crop(self.model, image, crop_box)
+            if self.disk is not None:
+                self.disk.save(key, {"features": emb.features.cpu().numpy(),
+                                     "original_size": np.asarray(emb.original_size),
+                                     "input_size": np.asarray(emb.input_size)})
+            return emb, emb.nbytes
+
+        emb, hit = get_or_compute(key, memory=self.memory, locks=self._locks, compute=compute)
+        if hit:
+            self._count("embedding_hits")
+        return emb
+
+    def _proposals(
+        self, image: np.ndarray, image_key: str, crop_box: list[int], grid: np.ndarray, params: AmgParams
+    ) -> CropProposals:
+        grid = np.asarray(grid, dtype=np.float64)
+        grid_key = hashlib.sha256(f"{grid.shape}".encode() + grid.tobytes()).hexdigest()[:32]
+        key = self._key("proposals", image_key, tuple(crop_box), grid_key, f"ppb={params.points_per_batch}")
+        offset = params.stability_score_offset
+        orig_size = (int(image.shape[0]), int(image.shape[1]))
+
+        def compute() -> tuple[CropProposals, int]:
+            if self.disk is not None:
+                arrays = self.disk.load(key)
+                if arrays is not None:
+                    self._count("disk_hits")
+                    props = CropProposals.from_arrays(arrays)
+                    return props, props.nbytes
+            emb = self._embedding(image, image_key, crop_box)
+            self._count("proposal_misses")
+            with self._timed("decode"), self._model_lock:
+                props = decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
+                                    points_per_batch=params.points_per_batch,
+                                    offsets=(*self.stability_offsets, offset))
+            if self.disk is not None:
+                self.disk.save(key, props.to_arrays())
+            return props, props.nbytes
+
+        props, hit = get_or_compute(key, memory=self.memory, locks=self._locks, compute=compute)
+        props.engine_key = key  # lets generate() re-account the entry when its region memo grows
+        if hit:
+            self._count("proposal_hits")
+        if offset not in props.stability:
+            with self._locks(key + "|stability"):
+                if offset not in props.stability:
+                    emb = self._embedding(image, image_key, crop_box)
+                    self._count("stability_recomputes")
+                    with self._timed("stability"), self._model_lock:
+                        props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
+                                                             points_per_batch=params.points_per_batch, offsets=[offset]))
+                    if self.disk is not None:
+                        self.disk.save(key, props.to_arrays())
+                    self.memory.put(key, props, nbytes=props.nbytes)
+        return props
+
+    # ------------------------------------------------------------------ public
+    def proposals(self, image: Any, params: AmgParams) -> list[CropProposals]:
+        """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop order."""
+        rgb = to_sam_image(image)
+        image_key = image_fingerprint(rgb)
+        crop_boxes, layer_idxs = generate_crop_boxes(rgb.shape[:2], params.crop_n_layers, params.crop_overlap_ratio)
+        grids = _point_grids(params)
+        return [self._proposals(rgb, image_key, list(box), grids[layer], params) for box, layer in zip(crop_boxes, layer_idxs, strict=True)]
+
+    @torch.no_grad()
+    def generate(self, image: Any, params: AmgParams | None = None) -> MaskSet:
+        """The masks ``SamAutomaticMaskGenerator(model, **params.to_kwargs()).generate(image)`` returns.
+
+        Parameters
+        ----------
+        image : Micrograph or array
+            Converted by :func:`samstar_env.engine.image_input.to_sam_image`.
+        params : AmgParams, optional
+            Defaults to SAM's defaults. ``output_mode`` is ignored (a MaskSet holds binary masks).
+
+        Returns
+        -------
+        MaskSet
+            In AMG's order. Thread-safe: concurrent calls share the cache and compute each missing
+            entry once.
+        """
+        params = params if params is not None else AmgParams()
+        self._count("calls")
+        rgb = to_sam_image(image)
+        shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+        crops = self.proposals(rgb, params)
+        with self._timed("replay"):
+            sel = select(crops, params)
+        changed = None
+        if params.min_mask_region_area > 0:
+            with self._timed("postprocess"):
+                sel, changed = postprocess(crops, sel, params, shape)
+            # The region memo grew: re-account the entries' sizes in the LRU bound.
+            for props in {id(p): p for p in crops}.values():
+                for key in self._keys_of(props):
+                    self.memory.put(key, props, nbytes=props.nbytes)
+        with self._timed("assemble"):
+            return assemble(crops, sel, shape, offset=params.stability_score_offset, changed=changed)
+
+    def _keys_of(self, props: CropProposals) -> list[str]:
+        key = getattr(props, "engine_key", None)
+        return [key] if key is not None and key in self.memory else []
+
+    def clear_cache(self) -> None:
+        """Empty the in-memory cache (the disk cache is kept)."""
+        self.memory.clear()
+
+
+def _point_grids(params: AmgParams) -> list[np.ndarray]:
+    # As SamAutomaticMaskGenerator.__init__ builds them.
+    if params.point_grids is not None:
+        return [np.asarray(g, dtype=np.float64) for g in params.point_grids]
+    return build_all_layer_point_grids(params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor)

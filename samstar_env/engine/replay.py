@@ -1,0 +1,181 @@
+"""The cheap AMG stages, replayed on cached proposals with AMG's own operations and order.
+
+For one crop, ``SamAutomaticMaskGenerator._process_batch`` keeps a proposal when
+``iou > pred_iou_thresh`` (only if that threshold is > 0), ``stability >= stability_score_thresh``
+(only if > 0) and its box is not near the crop edge; ``_process_crop`` then runs box NMS on the
+survivors in proposal order, scored by predicted IoU, and uncrops. ``_generate_masks`` runs box NMS
+across crops scored by ``1 / crop area`` and ``generate`` finally runs ``postprocess_small_regions``.
+Each step below uses the same torch/torchvision calls on tensors with the same values, dtypes and
+order, so the result is bit-identical; only the work is smaller (no decoding, no RLE).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from segment_anything.utils.amg import (
+    batched_mask_to_box,
+    remove_small_regions,
+    uncrop_boxes_xyxy,
+    uncrop_points,
+)
+from torchvision.ops.boxes import batched_nms, box_area
+
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.engine.proposals import CropProposals, RegionResult, pack_mask, paste, unpack_mask
+from samstar_env.params import AmgParams
+
+
+@dataclass(frozen=True)
+class Selected:
+    """Masks that survived, in AMG's output order, as references into the cached proposals.
+
+    Parameters
+    ----------
+    crop : ndarray of int64, shape (N,)
+        Index of the crop (into the list of :class:`CropProposals`) of each mask.
+    index : ndarray of int64, shape (N,)
+        Index of the proposal within its crop.
+    boxes : torch.Tensor, shape (N, 4)
+        Boxes in the image frame (xyxy).
+    points : torch.Tensor of float64, shape (N, 2)
+        Prompt points in the image frame.
+    """
+
+    crop: np.ndarray
+    index: np.ndarray
+    boxes: torch.Tensor
+    points: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.crop.shape[0])
+
+    def take(self, keep: torch.Tensor) -> Selected:
+        """Subset/reorder like ``MaskData.filter``."""
+        k = keep.cpu().numpy()
+        return Selected(self.crop[k], self.index[k], self.boxes[keep], self.points[keep])
+
+
+def select_in_crop(props: CropProposals, params: AmgParams) -> torch.Tensor:
+    """Indices of the proposals of one crop that AMG keeps, in the order it keeps them."""
+    iou = torch.from_numpy(props.iou_preds)
+    keep = torch.ones(len(props), dtype=torch.bool)
+    if params.pred_iou_thresh > 0.0:
+        keep &= iou > params.pred_iou_thresh
+    if params.stability_score_thresh > 0.0:
+        keep &= torch.from_numpy(props.stability[params.stability_score_offset]) >= params.stability_score_thresh
+    keep &= ~torch.from_numpy(props.near_crop_edge)
+    idx = torch.nonzero(keep).flatten()
+    boxes = torch.from_numpy(props.boxes)[idx]
+    keep_by_nms = batched_nms(boxes.float(), iou[idx], torch.zeros(len(idx)), iou_threshold=params.box_nms_thresh)
+    return idx[keep_by_nms]
+
+
+def select(crops: Sequence[CropProposals], params: AmgParams) -> Selected:
+    """Per-crop filtering and NMS, uncropping, then NMS across crops (AMG's ``_generate_masks``)."""
+    crop_ids, indices, boxes, points = [], [], [], []
+    crop_boxes: torch.Tensor | None = None
+    for c, props in enumerate(crops):
+        sel = select_in_crop(props, params)
+        crop_ids.append(np.full(len(sel), c, np.int64))
+        indices.append(sel.numpy().astype(np.int64))
+        boxes.append(uncrop_boxes_xyxy(torch.from_numpy(props.boxes)[sel], list(props.crop_box)))
+        points.append(uncrop_points(torch.from_numpy(props.points)[sel], list(props.crop_box)))
+        # Built exactly like AMG's data["crop_boxes"], including MaskData.cat's dtype promotion when a
+        # crop contributes nothing (torch.tensor([]) is float32): the NMS scores come from it.
+        cb = torch.tensor([list(props.crop_box) for _ in range(len(sel))])
+        crop_boxes = cb if crop_boxes is None else torch.cat([crop_boxes, cb], dim=0)
+    out = Selected(np.concatenate(crop_ids), np.concatenate(indices), torch.cat(boxes), torch.cat(points))
+    # AMG itself raises IndexError here when no crop kept any mask (box_area of a (0,) tensor); an
+    # empty result is the only sensible answer, and the one it gives with a single crop.
+    if len(crops) > 1 and len(out) > 0:
+        scores = 1 / box_area(crop_boxes)
+        keep = batched_nms(out.boxes.float(), scores, torch.zeros(len(out)), iou_threshold=params.crop_nms_thresh)
+        out = out.take(keep)
+    return out
+
+
+def region_result(props: CropProposals, i: int, min_area: int, image_shape: tuple[int, int]) -> RegionResult:
+    """``postprocess_small_regions``' per-mask work for proposal ``i``, memoized on ``props``."""
+    memo = props.regions.get(min_area)
+    if memo is not None and i in memo:
+        return memo[i]
+    mask = props.full_mask(i, image_shape)
+    mask, changed = remove_small_regions(mask, min_area, mode="holes")
+    unchanged = not changed
+    mask, changed = remove_small_regions(mask, min_area, mode="islands")
+    unchanged = unchanged and not changed
+    box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
+    res = RegionResult(changed=not unchanged, box=box, bits=pack_mask(mask, box) if not unchanged else np.zeros(0, np.uint8))
+    with props.lock:
+        props.regions.setdefault(min_area, {})[i] = res
+    return res
+
+
+def postprocess(
+    crops: Sequence[CropProposals], sel: Selected, params: AmgParams, image_shape: tuple[int, int]
+) -> tuple[Selected, list[RegionResult | None]]:
+    """AMG's ``postprocess_small_regions``: returns the kept masks and, per kept mask, its new
+    version when post-processing changed it (``None`` otherwise)."""
+    if len(sel) == 0:
+        return sel, []
+    results = [region_result(crops[c], int(i), params.min_mask_region_area, image_shape) for c, i in zip(sel.crop, sel.index, strict=True)]
+    new_boxes = torch.stack([torch.from_numpy(r.box) for r in results])
+    scores = [float(not r.changed) for r in results]
+    keep = batched_nms(
+        new_boxes.float(),
+        torch.as_tensor(scores),
+        torch.zeros(len(new_boxes)),
+        iou_threshold=max(params.box_nms_thresh, params.crop_nms_thresh),
+    )
+    # AMG replaces box (and mask) of the kept masks that changed; unchanged ones keep their old box.
+    kept = sel.take(keep)
+    changed = [results[int(k)] if results[int(k)].changed else None for k in keep]
+    boxes = kept.boxes.clone()
+    for j, r in enumerate(changed):
+        if r is not None:
+            boxes[j] = torch.from_numpy(r.box).to(boxes.dtype)
+    return Selected(kept.crop, kept.index, boxes, kept.points), changed
+
+
+def assemble(
+    crops: Sequence[CropProposals],
+    sel: Selected,
+    image_shape: tuple[int, int],
+    *,
+    offset: float,
+    changed: Sequence[RegionResult | None] | None = None,
+) -> MaskSet:
+    """Build the :class:`MaskSet` (full-size masks and AMG's annotations) of the selected proposals."""
+    n = len(sel)
+    if n == 0:
+        return MaskSet.empty(image_shape)
+    masks = np.zeros((n, *image_shape), bool)
+    iou = np.empty(n, np.float32)
+    stab = np.empty(n, np.float32)
+    crop_xywh = np.empty((n, 4))
+    for j, (c, i) in enumerate(zip(sel.crop, sel.index, strict=True)):
+        props = crops[c]
+        r = changed[j] if changed else None
+        if r is not None:
+            paste(masks[j], unpack_mask(r.bits, r.box), r.box)
+        else:
+            paste(masks[j], props.mask_crop(i), props.boxes[i], offset=props.crop_box[:2])
+        iou[j] = props.iou_preds[i]
+        stab[j] = props.stability[offset][i]
+        x0, y0, x1, y1 = props.crop_box
+        crop_xywh[j] = (x0, y0, x1 - x0, y1 - y0)
+    b = sel.boxes.double().numpy()
+    boxes_xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
+    return MaskSet(
+        masks=masks,
+        boxes_xywh=boxes_xywh,
+        predicted_iou=iou,
+        stability_score=stab,
+        point_coords=sel.points.double().numpy().copy(),
+        crop_boxes_xywh=crop_xywh,
+        image_shape=(int(image_shape[0]), int(image_shape[1])),
+    )

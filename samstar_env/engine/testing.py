@@ -1,0 +1,68 @@
+"""A random-weight SAM that gives localized, stable masks, for exactness tests and benchmarks.
+
+A freshly initialized SAM predicts near-constant small logits: every mask covers the whole image, its
+stability is ~0 and NMS leaves one mask, so comparing the engine with AMG on it proves little.
+:func:`structure_random_sam` keeps the random weights but (1) makes the decoder's two transposed
+convolutions spatially constant, so masks are coherent regions rather than speckle, (2) scales the
+hypernetwork output so logits are steep (stability spreads over [0, 1]) and offsets it so about
+``1 - foreground_percentile/100`` of the pixels are foreground, and (3) spreads the IoU head's output.
+The result is still a real ``segment_anything`` Sam, run through the very same code.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from segment_anything import SamPredictor
+from segment_anything.modeling import Sam
+
+
+@torch.no_grad()
+def structure_random_sam(model: Sam, image: np.ndarray, *, gain: float = 5000.0, foreground_percentile: float = 85.0) -> Sam:
+    """A modified deep copy of ``model`` (see the module docstring).
+
+    Parameters
+    ----------
+    model : Sam
+        A (random-weight) SAM; left unchanged.
+    image : ndarray of uint8, shape (H, W, 3)
+        Image used to calibrate the logit offset.
+    gain : float
+        Factor on the hypernetwork output (logit steepness).
+    foreground_percentile : float
+        Percentile of calibration logits moved to the mask threshold.
+
+    Returns
+    -------
+    Sam
+    """
+    model = copy.deepcopy(model)
+    md = model.mask_decoder
+    for i in (0, 3):
+        w = md.output_upscaling[i].weight
+        w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w))
+    for mlp in md.output_hypernetworks_mlps:
+        mlp.layers[-1].weight.mul_(gain)
+        mlp.layers[-1].bias.mul_(gain)
+    md.iou_prediction_head.layers[-1].weight.mul_(5.0)
+    md.iou_prediction_head.layers[-1].bias.add_(0.5)
+    pred = SamPredictor(model)
+    pred.set_image(image)
+    h, w = image.shape[:2]
+    pts = np.array([[0.25 * w, 0.3 * h], [0.6 * w, 0.6 * h], [0.1 * w, 0.9 * h]])
+    coords = torch.as_tensor(pred.transform.apply_coords(pts, (h, w)), device=pred.device)
+    labels = torch.ones(3, 1, dtype=torch.int, device=pred.device)
+    logits, _, _ = pred.predict_torch(coords[:, None], labels, multimask_output=True, return_logits=True)
+    shift = float(np.percentile(logits.cpu().numpy(), foreground_percentile))
+    # A constant channel in the upscaled embedding turns the hypernetwork's bias into a logit offset.
+    up = md.output_upscaling[3]
+    up.weight[:, 0] = 0.0
+    up.bias[0] = 1.0
+    e0 = float(torch.nn.functional.gelu(torch.tensor(1.0)))
+    for mlp in md.output_hypernetworks_mlps:
+        mlp.layers[-1].weight[0] = 0.0
+        mlp.layers[-1].bias[0] = -shift / e0
+    model.eval()
+    return model
