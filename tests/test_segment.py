@@ -20,7 +20,7 @@ PARAMS = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thres
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, random_sam):
-    from conftest import TEST_SAM_CONFIG
+    from tests.conftest import TEST_SAM_CONFIG
 
     from samstar_env.models.registry import save_samstar_checkpoint
 

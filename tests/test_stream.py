@@ -195,7 +195,7 @@ def test_retuner_keeps_params_when_nothing_dominates(engine, rng):
 
 
 def test_cli_stream(tmp_path, random_sam):
-    from conftest import TEST_SAM_CONFIG
+    from tests.conftest import TEST_SAM_CONFIG
 
     from samstar_env.models.registry import save_samstar_checkpoint
 
