@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from samstar_env.benchmarks.runner import read_run
 from samstar_env.benchmarks.summary import format_table, summarize
 
@@ -83,7 +82,7 @@ def front_figure(records: list[dict[str, Any]], task: str) -> Any:
         trials = best["result"]["trials"]
         rew = np.array([t["rewards"] for t in trials])
         front = np.array(best["result"]["front"], int)
-        for ax, (i, j) in zip(axes[0], pairs):
+        for ax, (i, j) in zip(axes[0], pairs, strict=False):
             ax.scatter(rew[front, i], rew[front, j] if j != i else rew[front, i], s=12, label=agent)
             ax.set_xlabel(names[i], fontsize=8)
             ax.set_ylabel(names[j], fontsize=8)
@@ -102,7 +101,7 @@ def write_tensorboard(records: list[dict[str, Any]], folder: Path) -> None:
             for i, hv in enumerate(r["hypervolume_curve"], start=1):
                 w.add_scalar("hypervolume", hv, i)
             for i, t in enumerate(r["result"]["trials"], start=1):
-                for name, v in zip(r["reward_names"], t["rewards"]):
+                for name, v in zip(r["reward_names"], t["rewards"], strict=True):
                     w.add_scalar(f"reward/{name}", v, i)
 
 

@@ -27,8 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from samstar_env.benchmarks.mo_metrics import anytime_hypervolume, evaluations_to_reach, hypervolume, igd_plus
 from samstar_env.benchmarks.reference import load_reference_front
 from samstar_env.benchmarks.suites import Suite

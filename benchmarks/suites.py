@@ -6,12 +6,12 @@ A suite is a TOML file (the shipped ones live in ``benchmarks/suites/``) parsed 
 
 from __future__ import annotations
 
-from samstar_env import _toml as tomllib
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from samstar_env import _toml as tomllib
 from samstar_env.params import DEFAULT_DIMENSIONS, Dimension, ParamSpace
 
 _FIELDS = {

@@ -61,7 +61,7 @@ def summarize(records: Sequence[dict[str, Any]], *, suite: Any | None = None) ->
         hv = np.array([row["final_hypervolume_mean"] for row in rows])
         # rankdata on -hv: the highest hypervolume gets rank 1; "min" gives ties the better rank.
         rk = rankdata(-np.nan_to_num(hv, nan=-np.inf), method="min")
-        ranks[task] = {row["agent"]: float(k) for row, k in zip(rows, rk)}
+        ranks[task] = {row["agent"]: float(k) for row, k in zip(rows, rk, strict=True)}
     agents = sorted({row["agent"] for row in table})
     mean_rank = {a: float(np.mean([ranks[t][a] for t in ranks if a in ranks[t]])) for a in agents}
     return {

@@ -352,7 +352,7 @@ class ParamSpace:
             raise ValueError(f"ParamSpace.decode: action has {arr.shape[0]} values; expected {self.dim} ({', '.join(self.names)})")
         if not np.isfinite(arr).all():
             raise ValueError(f"ParamSpace.decode: action contains NaN or Inf: {arr.tolist()}")
-        values = {d.name: d.decode(v) for d, v in zip(self.dimensions, arr)}
+        values = {d.name: d.decode(v) for d, v in zip(self.dimensions, arr, strict=True)}
         merged = {**{f.name: getattr(self.base, f.name) for f in fields(AmgParams)}, **values}
         pps, layers = merged["points_per_side"], merged["crop_n_layers"]
         while pps is not None and merged["crop_n_points_downscale_factor"] > 1 and pps // (merged["crop_n_points_downscale_factor"] ** layers) < 1:

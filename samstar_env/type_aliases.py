@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Protocol, Union
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -11,8 +11,8 @@ if TYPE_CHECKING:
     from samstar_env.data.micrograph import Micrograph, PhysicsPrior
     from samstar_env.engine.maskset import MaskSet
 
-PathLike = Union[str, os.PathLike]
-ArrayLike = Union[np.ndarray, list, tuple]
+PathLike = str | os.PathLike
+ArrayLike = np.ndarray | list | tuple
 RewardVector = np.ndarray  # float32, shape (k,), every entry in [0, 1], higher is better
 
 

@@ -109,9 +109,8 @@ def test_mo_gymnasium_vector_env(random_sam):
 # -- task files ------------------------------------------------------------------------------------
 @pytest.fixture
 def task_dir(tmp_path: Path, random_sam) -> Path:
-    from tests.conftest import TEST_SAM_CONFIG
-
     from samstar_env.models import save_samstar_checkpoint
+    from tests.conftest import TEST_SAM_CONFIG
 
     imgs = tmp_path / "micrographs"
     imgs.mkdir()

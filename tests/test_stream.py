@@ -195,9 +195,8 @@ def test_retuner_keeps_params_when_nothing_dominates(engine, rng):
 
 
 def test_cli_stream(tmp_path, random_sam):
-    from tests.conftest import TEST_SAM_CONFIG
-
     from samstar_env.models.registry import save_samstar_checkpoint
+    from tests.conftest import TEST_SAM_CONFIG
 
     ckpt = tmp_path / "m.pt"
     save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, ckpt)

@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-
 from samstar_env.benchmarks.runner import pending_runs, read_run, run_specs, run_suite
 from samstar_env.benchmarks.suites import Suite, load_suite, suite_from_dict
 from samstar_env.benchmarks.summary import summarize
+
 from samstar_env.models import save_samstar_checkpoint
 from tests.conftest import TEST_SAM_CONFIG
 
