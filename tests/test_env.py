@@ -15,40 +15,18 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import samstar_env
-from samstar_env.data.synthetic import generate, prior
+from samstar_env.data.synthetic import generate
 from samstar_env.env import ActionClippedWarning, EvalCost, SamStarEnv
 from samstar_env.observation import IMAGE_FEATURE_NAMES
-from samstar_env.params import AmgParams, Dimension, ParamSpace
+from samstar_env.params import AmgParams
 from samstar_env.problem import TuningProblem
 from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS
 from samstar_env.wrappers import ScalarizeReward
+from tests.env_helpers import make
 
 ALL_IDS = [*SYNTHETIC_IDS, CUSTOM_ID]
-SIZE = (96, 96)
 
 
-def small_space() -> ParamSpace:
-    # Thresholds low enough that the random model's few masks survive (non-trivial rewards).
-    return ParamSpace(
-        dimensions=(
-            Dimension("points_per_side", "grid", choices=(2, 4)),
-            Dimension("pred_iou_thresh", "float", 0.0, 0.9),
-            Dimension("stability_score_thresh", "float", 0.0, 0.9),
-            Dimension("box_nms_thresh", "float", 0.3, 0.95),
-        ),
-        base=AmgParams(points_per_side=4),
-    )
-
-
-def make(env_id: str, model, **kw) -> gym.Env:
-    """``gym.make`` with the small test setup injected through kwargs."""
-    kw = {"model": model, "space": small_space(), "budget": 4, **kw}
-    if env_id == CUSTOM_ID:
-        kw.setdefault("images", [generate("perovskite", s, size=SIZE) for s in (0, 1)])
-        kw.setdefault("prior", prior("perovskite"))
-    else:
-        kw.setdefault("size", SIZE)
-    return gym.make(env_id, **kw)
 
 
 def rollout(env: gym.Env, seed: int, n: int) -> tuple[list, list]:

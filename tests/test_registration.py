@@ -13,23 +13,9 @@ import samstar_env
 from samstar_env.data.loaders import save_tiff_with_pixel_size
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.env import DEFAULT_BUDGET, SamStarEnv
-from samstar_env.params import AmgParams, Dimension, ParamSpace
 from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS, TaskFileError, make_env_from_toml
 from samstar_env.wrappers import ScalarizeReward
-
-SIZE = (96, 96)
-
-
-def small_space() -> ParamSpace:
-    return ParamSpace(
-        dimensions=(
-            Dimension("points_per_side", "grid", choices=(2, 4)),
-            Dimension("pred_iou_thresh", "float", 0.0, 0.9),
-            Dimension("stability_score_thresh", "float", 0.0, 0.9),
-            Dimension("box_nms_thresh", "float", 0.3, 0.95),
-        ),
-        base=AmgParams(points_per_side=4),
-    )
+from tests.env_helpers import SIZE, small_space
 
 
 def test_ids_are_registered_with_string_entry_points():

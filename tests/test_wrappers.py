@@ -7,35 +7,8 @@ import numpy as np
 import pytest
 
 import samstar_env  # noqa: F401  (registers the ids)
-from samstar_env.data.synthetic import generate, prior
-from samstar_env.params import AmgParams, Dimension, ParamSpace
-from samstar_env.registration import CUSTOM_ID
 from samstar_env.wrappers import NormalizeVectorReward, RunningMeanStd, ScalarizeReward
-
-SIZE = (96, 96)
-
-
-def small_space() -> ParamSpace:
-    return ParamSpace(
-        dimensions=(
-            Dimension("points_per_side", "grid", choices=(2, 4)),
-            Dimension("pred_iou_thresh", "float", 0.0, 0.9),
-            Dimension("stability_score_thresh", "float", 0.0, 0.9),
-            Dimension("box_nms_thresh", "float", 0.3, 0.95),
-        ),
-        base=AmgParams(points_per_side=4),
-    )
-
-
-def make(env_id: str, model, **kw) -> gym.Env:
-    kw = {"model": model, "space": small_space(), "budget": 4, **kw}
-    if env_id == CUSTOM_ID:
-        kw.setdefault("images", [generate("perovskite", 0, size=SIZE)])
-        kw.setdefault("prior", prior("perovskite"))
-    else:
-        kw.setdefault("size", SIZE)
-    return gym.make(env_id, **kw)
-
+from tests.env_helpers import make
 
 # Low thresholds: the random model's masks survive, so the reward vector is not all zeros.
 LENIENT = np.array([1.0, -1.0, -1.0, 0.9], np.float32)
