@@ -19,7 +19,7 @@ _LAZY = {
     "MaskSet": "samstar_env.engine.maskset",
     "SamStarEnv": "samstar_env.env",
     "make_env_from_toml": "samstar_env.registration",
-    "segment": "samstar_env.segment",
+    "segment": "samstar_env.segmentation",
 }
 
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 # command -> (module that defines it, one-line help shown by `samstar --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("samstar_env.tune", "tune SAM's mask generator on a task with an agent (NSGA-II by default)"),
-    "segment": ("samstar_env.segment", "segment images with tuned parameters: label TIFF, overlay, particle table"),
+    "segment": ("samstar_env.segmentation", "segment images with tuned parameters: label TIFF, overlay, particle table"),
     "stream": ("samstar_env.stream", "segment frames as they arrive in a folder, with a drift monitor"),
     "bench": ("samstar_env.benchmarks.cli", "run a benchmark suite (task x agent x seed); resumable"),
     "report": ("samstar_env.benchmarks.cli", "render a benchmark folder as a static HTML page"),

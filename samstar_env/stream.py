@@ -28,7 +28,7 @@ CSV; overlay PNGs with ``--overlay``).
 Speed
 -----
 Each frame costs one ``SamAutomaticMaskGenerator`` call at the given parameters
-(:class:`~samstar_env.segment.DirectAmg`), plus reading the file, the particle table and writing the
+(:class:`~samstar_env.segmentation.DirectAmg`), plus reading the file, the particle table and writing the
 label TIFF and CSV (milliseconds; ``read_s``, ``measure_s``, ``write_s`` in the log). The drift
 monitor's rewards are extra, logged as ``rewards_s`` and excluded from ``latency_s``; overlays are
 off unless ``--overlay``. ``benchmarks/bench_stream.py`` measures frames per second and the ratio to a
@@ -557,7 +557,7 @@ def run_stream(
     -------
     StreamReport
     """
-    from samstar_env.segment import resolve_engine, resolve_params, segment_one, to_micrograph
+    from samstar_env.segmentation import resolve_engine, resolve_params, segment_one, to_micrograph
 
     directory = Path(directory)
     if not directory.is_dir():

@@ -87,8 +87,8 @@ def test_python_api_and_pixel_size_precedence(tmp_path, images, random_sam):
     assert r.table["area_nm2"] == pytest.approx(r.table["area_px"] * 0.25)
 
 
-def test_segment_is_callable_in_any_import_order(random_sam, rng):
-    import samstar_env.segment as mod  # binds the module to the package attribute
+def test_segment_function_is_exported_in_any_import_order(random_sam, rng):
+    import samstar_env.segmentation as mod  # importing the module must not shadow the function
 
     img = rng.random((64, 64))
     out = samstar_env.segment(img, params=PARAMS, model=random_sam)
@@ -104,7 +104,7 @@ def test_missing_params_file_is_a_clear_error(tmp_path, images, checkpoint, caps
 def test_direct_amg_equals_engine(random_sam, rng):
     # segment/stream use plain AMG per new image; it must give the engine's (= AMG's) masks.
     from samstar_env.engine import MaskEngine
-    from samstar_env.segment import DirectAmg, resolve_engine
+    from samstar_env.segmentation import DirectAmg, resolve_engine
 
     img = (rng.random((64, 80)) * 255).astype(np.uint8)
     a = DirectAmg(random_sam).generate(img, PARAMS)

@@ -33,7 +33,6 @@ import json
 import math
 import sys
 import time
-import types
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -459,17 +458,3 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.set_defaults(func=_run_cli)
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``samstar_env.segment(...)`` call the function even after this module was imported.
-
-    Importing ``samstar_env.segment`` (the CLI does) binds the *module* to the package attribute
-    ``segment``, shadowing the lazily exported function; making the module callable keeps the
-    documented ``samstar_env.segment(images, ...)`` working in every import order.
-    """
-
-    def __call__(self, *args: Any, **kwargs: Any) -> list[SegmentationResult]:
-        return segment(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
