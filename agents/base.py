@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
-from samstar_env.agents.result import Trial, TuningResult
 
+from samstar_env.agents.result import Trial, TuningResult
 from samstar_env.params import AmgParams, ParamSpace
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+
 from samstar_env.agents.base import Agent, ProblemLike
 from samstar_env.agents.registry import register_agent
 

@@ -22,6 +22,7 @@ from pymoo.core.problem import Problem
 from pymoo.core.termination import NoTermination
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
+
 from samstar_env.agents.base import Agent, ProblemLike
 from samstar_env.agents.registry import register_agent
 

@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from samstar_env.agents.base import Agent, ProblemLike
 from samstar_env.agents.registry import register_agent
 from samstar_env.agents.result import Trial
-
 from samstar_env.params import AmgParams
 
 SAMPLERS = ("tpe", "gp", "random")

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from samstar_env.agents.base import Agent, ProblemLike
 from samstar_env.agents.registry import register_agent
 

@@ -21,13 +21,13 @@ import time
 from dataclasses import dataclass, fields
 
 import numpy as np
-from samstar_env.rewards import get_reward, list_rewards, mask_geometry, preset
-from samstar_env.rewards.geometry import image_features
 from scipy import ndimage as ndi
 
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.params import AmgParams
+from samstar_env.rewards import get_reward, list_rewards, mask_geometry, preset
+from samstar_env.rewards.geometry import image_features
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from samstar_env.rewards.geometry import mask_geometry
 from scipy.optimize import linear_sum_assignment
 from scipy.stats import wasserstein_distance
 
 from samstar_env.data.micrograph import Micrograph
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import mask_geometry
 
 #: IoU thresholds of the mean segmentation accuracy (0.50, 0.55, ..., 0.95).
 IOU_THRESHOLDS = tuple(round(0.5 + 0.05 * k, 2) for k in range(10))

@@ -1,9 +1,11 @@
-"""Shipped reference Pareto fronts, one per task, for IGD+ and evaluations-to-target.
+"""Shipped reference Pareto fronts, one per suite and task, for IGD+ and evaluations-to-target.
 
-A reference front is a JSON file ``reference_fronts/<task>.json`` with keys ``reward_names``
-(objective order), ``front`` (list of reward vectors, higher is better) and ``how`` (how it was made:
-agent, budget, seeds, model, image size). ``benchmarks/make_reference_front.py`` makes them; the
-Markdown file beside each says how it was made.
+A front only means something for the problem it was made on: the same model, images, search space
+and rewards. So fronts are stored per suite, ``reference_fronts/<suite>-v<version>/<task>.json``,
+with keys ``schema``, ``reward_names`` (objective order), ``front`` (reward vectors, higher is
+better), ``problem`` (the suite fields that define the problem) and ``how`` (agents, budgets, seeds,
+wall time). A front whose ``problem`` differs from the suite's is not used. ``benchmarks/
+make_reference_front.py`` makes them and writes ``README.md`` beside them saying how.
 """
 
 from __future__ import annotations
@@ -17,37 +19,57 @@ from typing import Any
 import numpy as np
 
 REFERENCE_SCHEMA = "samstar-reference-front/1"
+# Suite fields that define the optimization problem (agents, seeds and budget do not).
+PROBLEM_FIELDS = ("tasks", "image_size", "n_images", "model", "space", "points_per_side", "version")
 
 
-def reference_front_path(task: str) -> Path:
-    """Where the shipped reference front of ``task`` lives (it may not exist)."""
-    return Path(str(resources.files("samstar_env.benchmarks") / "reference_fronts" / f"{task}.json"))
+def problem_of(suite: Any) -> dict[str, Any]:
+    """The part of a suite that defines the problem a front was made on."""
+    d = suite.to_dict()
+    return {k: d[k] for k in PROBLEM_FIELDS}
 
 
-def load_reference_front(task: str, *, reward_names: Sequence[str]) -> np.ndarray | None:
-    """The reference front of ``task`` as an (n, k) array in ``reward_names`` order, or ``None``.
+def reference_front_path(suite: Any, task: str, *, root: str | Path | None = None) -> Path:
+    """Where the reference front of ``task`` under ``suite`` lives (it may not exist).
 
-    ``None`` when no front is shipped for the task, or when it was made with other rewards (a
-    front over different objectives cannot be compared).
+    ``root`` defaults to the fronts shipped in the package.
     """
-    path = reference_front_path(task)
+    base = Path(root) if root is not None else Path(str(resources.files("samstar_env.benchmarks") / "reference_fronts"))
+    return base / f"{suite.name}-v{suite.version}" / f"{task}.json"
+
+
+def load_reference_front(
+    suite: Any, task: str, *, reward_names: Sequence[str], root: str | Path | None = None
+) -> np.ndarray | None:
+    """The reference front as an (n, k) array in ``reward_names`` order, or ``None``.
+
+    ``None`` when no front is shipped, or when it was made on another problem or other rewards.
+    """
+    path = reference_front_path(suite, task, root=root)
     if not path.is_file():
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("schema") != REFERENCE_SCHEMA:
         raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {REFERENCE_SCHEMA!r}")
     names = list(data["reward_names"])
-    if sorted(names) != sorted(reward_names):
+    if sorted(names) != sorted(reward_names) or data.get("problem") != problem_of(suite):
         return None
     front = np.asarray(data["front"], np.float64).reshape(-1, len(names))
     return front[:, [names.index(n) for n in reward_names]]
 
 
-def write_reference_front(path: Path, *, reward_names: Sequence[str], front: np.ndarray, how: dict[str, Any]) -> None:
+def write_reference_front(path: Path, *, suite: Any, reward_names: Sequence[str], front: np.ndarray, how: dict[str, Any]) -> None:
     """Write a reference front file (used by ``make_reference_front.py``)."""
-    Path(path).write_text(
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
         json.dumps(
-            {"schema": REFERENCE_SCHEMA, "reward_names": list(reward_names), "front": np.asarray(front).tolist(), "how": how},
+            {
+                "schema": REFERENCE_SCHEMA,
+                "reward_names": list(reward_names),
+                "front": np.asarray(front).tolist(),
+                "problem": problem_of(suite),
+                "how": how,
+            },
             indent=1,
         )
         + "\n",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from samstar_env.benchmarks.runner import read_run
 from samstar_env.benchmarks.summary import format_table, summarize
 

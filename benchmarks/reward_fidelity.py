@@ -25,13 +25,13 @@ import time
 from dataclasses import dataclass, fields
 
 import numpy as np
-from samstar_env.benchmarks.metrics import gt_metrics
-from samstar_env.rewards import RewardSuite, list_rewards, preset
 from scipy.stats import spearmanr
 
+from samstar_env.benchmarks.metrics import gt_metrics
 from samstar_env.data.synthetic import generate, prior, split_seeds
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.params import AmgParams, Dimension, ParamSpace
+from samstar_env.rewards import RewardSuite, list_rewards, preset
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def run_specs(suite: Suite) -> list[RunSpec]:
     return [RunSpec(suite, t, a, s) for t, a, s in suite.runs()]
 
 
-def _versions() -> dict[str, str]:
+def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
@@ -118,7 +118,7 @@ def execute_run(
     result = agent.run(problem, budget=spec.suite.budget, seed=spec.seed, evaluator=evaluator)
     rewards = result.rewards
     curve = anytime_hypervolume(rewards)
-    ref = load_reference_front(spec.task, reward_names=result.reward_names)
+    ref = load_reference_front(spec.suite, spec.task, reward_names=result.reward_names)
     ref_hv = hypervolume(ref) if ref is not None else None
     op = result.knee()
     test_gt: dict[str, float] | None = None
@@ -165,7 +165,7 @@ def execute_run(
         },
         "test_gt": test_gt,
         "wall_s": time.perf_counter() - t0,
-        "versions": _versions(),
+        "versions": versions(),
     }
 
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from samstar_env.rewards.geometry import image_features, mask_geometry, per_mask_mean
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import image_features, mask_geometry, per_mask_mean
+from samstar_env.rewards.registry import register_reward
 
 _K3 = np.ones((3, 3), np.uint8)
 

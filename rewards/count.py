@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from samstar_env.rewards.geometry import diameter_range_px, log_blobs, mask_geometry
-from samstar_env.rewards.registry import register_reward
-
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import diameter_range_px, log_blobs, mask_geometry
+from samstar_env.rewards.registry import register_reward
 
 
 def expected_count(image: Micrograph, prior: PhysicsPrior, *, log_threshold: float = 0.02) -> int:

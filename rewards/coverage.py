@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from samstar_env.rewards.geometry import image_features, mask_geometry
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import image_features, mask_geometry
+from samstar_env.rewards.registry import register_reward
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from samstar_env.rewards.geometry import mask_geometry
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import mask_geometry
+from samstar_env.rewards.registry import register_reward
 
 
 def redundant_masks(masks: MaskSet, *, containment: float = 0.8) -> np.ndarray:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.params import AmgParams
+from samstar_env.rewards.registry import register_reward
 
 # Measured (DESIGN.md, 2 CPU cores, samstar-tiny, 512^2): one image embedding 0.03 s, the mask
 # decoder 7.6 s for 3,072 prompts, i.e. 2.5 ms per prompt. One crop's embedding therefore costs

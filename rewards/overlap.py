@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
+from samstar_env.rewards.registry import register_reward
 
 # Inscribed-radius ratio of the ideal single particle of each shape class: a disk's largest
 # inscribed circle IS its equivalent circle (1.0); a square's is sqrt(pi)/2 = 0.886 of it. For

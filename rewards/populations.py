@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+
+from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.engine.maskset import MaskSet
 from samstar_env.rewards.geometry import (
     _image_cache,
     diameter_range_px,
@@ -20,9 +23,6 @@ from samstar_env.rewards.geometry import (
     pixel_size_nm,
 )
 from samstar_env.rewards.registry import register_reward
-
-from samstar_env.data.micrograph import Micrograph, PhysicsPrior
-from samstar_env.engine.maskset import MaskSet
 
 #: A detected small mask may be this much larger than ``small_max`` (outlines vary by a pixel or two).
 SMALL_TOLERANCE = 1.5

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import numpy as np
-from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
-from samstar_env.rewards.registry import register_reward
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
+from samstar_env.rewards.registry import register_reward
 
 _DISK_RECT_FILL = np.pi / 4.0  # area of a disk over its bounding square
 # Fill at which a mask counts as a full square. Real nanocubes have slightly truncated corners and

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
-from samstar_env.rewards.geometry import diameters, mask_geometry
-from samstar_env.rewards.registry import register_reward
 from scipy.stats import wasserstein_distance
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards.geometry import diameters, mask_geometry
+from samstar_env.rewards.registry import register_reward
 
 
 @register_reward("size_window")

@@ -7,13 +7,13 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
-from samstar_env.rewards import preset as rewards_preset
 
 import samstar_env
 from samstar_env.data.loaders import save_tiff_with_pixel_size
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.env import DEFAULT_BUDGET, SamStarEnv
 from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS, TaskFileError, make_env_from_toml
+from samstar_env.rewards import preset as rewards_preset
 from samstar_env.wrappers import ScalarizeReward
 from tests.env_helpers import SIZE, small_space
 

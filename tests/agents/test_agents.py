@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from samstar_env.agents import Agent, TuningResult, agent_class, available_agents, make_agent, register_agent
 from samstar_env.agents.grid import grid_shape
-
 from samstar_env.problem import TuningProblem
 
 TOY_AGENTS = [("random", {}), ("grid", {}), ("nsga2", {"pop_size": 6}), ("optuna", {})]

@@ -6,8 +6,8 @@ import json
 
 import numpy as np
 import pytest
-from samstar_env.agents import Trial, TuningResult
 
+from samstar_env.agents import Trial, TuningResult
 from samstar_env.params import AmgParams
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
 from samstar_env.benchmarks.metrics import (
     IOU_THRESHOLDS,
     count_error,
@@ -16,7 +17,6 @@ from samstar_env.benchmarks.metrics import (
     overlaps,
     size_wasserstein,
 )
-
 from samstar_env.data.micrograph import Micrograph, ParticleTruth
 from samstar_env.engine.maskset import MaskSet
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from samstar_env.benchmarks.mo_metrics import (
     anytime_hypervolume,
     evaluations_to_reach,

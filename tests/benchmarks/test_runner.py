@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
+
 from samstar_env.benchmarks.runner import pending_runs, read_run, run_specs, run_suite
 from samstar_env.benchmarks.suites import Suite, load_suite, suite_from_dict
 from samstar_env.benchmarks.summary import summarize
-
 from samstar_env.models import save_samstar_checkpoint
 from tests.conftest import TEST_SAM_CONFIG
 
@@ -175,3 +175,23 @@ def test_bench_cli_runs_a_suite_file(checkpoint, tmp_path, capsys):
         main(["bench", str(toml), "--seeds", "x", "--out", str(tmp_path / "o")])
     assert exc.value.code == 2
     assert "expected a count" in capsys.readouterr().err
+
+
+def test_reference_front_round_trip_and_problem_check(suite, tmp_path):
+    from samstar_env.benchmarks.reference import (
+        load_reference_front,
+        reference_front_path,
+        write_reference_front,
+    )
+
+    path = reference_front_path(suite, "perovskite", root=tmp_path)
+    front = np.array([[0.9, 0.1], [0.2, 0.8]])
+    write_reference_front(path, suite=suite, reward_names=("a", "b"), front=front, how={"agents": ["random"]})
+    # Objectives are returned in the caller's order.
+    got = load_reference_front(suite, "perovskite", reward_names=("b", "a"), root=tmp_path)
+    np.testing.assert_array_equal(got, front[:, ::-1])
+    assert load_reference_front(suite, "perovskite", reward_names=("a", "c"), root=tmp_path) is None
+    other = suite.override(image_size=(128, 128))
+    write_reference_front(reference_front_path(other, "ito", root=tmp_path), suite=suite, reward_names=("a", "b"), front=front, how={})
+    assert load_reference_front(other, "ito", reward_names=("a", "b"), root=tmp_path) is None
+    assert load_reference_front(suite, "auco", reward_names=("a", "b"), root=tmp_path) is None

@@ -42,9 +42,9 @@ def test_registry_loads_samstar_tiny():
 
 def _amg_f1(task: str, seed: int, size: int, **amg: float) -> float:
     """F1@0.5 of SamAutomaticMaskGenerator with samstar-tiny on one synthetic image."""
-    from samstar_env.benchmarks.metrics import gt_metrics
     from segment_anything import SamAutomaticMaskGenerator
 
+    from samstar_env.benchmarks.metrics import gt_metrics
     from samstar_env.data.synthetic import generate
     from samstar_env.engine.maskset import MaskSet
     from samstar_env.models.registry import load_sam

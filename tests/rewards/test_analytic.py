@@ -5,6 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from reward_shapes import draw_disk, draw_square, maskset, render
+
+from samstar_env.data.micrograph import Micrograph, PhysicsPrior, SizeComponent
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.params import AmgParams
 from samstar_env.rewards import (
     aggregate_coverage,
     aspect_ratio,
@@ -25,10 +29,6 @@ from samstar_env.rewards import (
     squareness,
 )
 from samstar_env.rewards.geometry import image_features
-
-from samstar_env.data.micrograph import Micrograph, PhysicsPrior, SizeComponent
-from samstar_env.engine.maskset import MaskSet
-from samstar_env.params import AmgParams
 
 S = (128, 128)
 

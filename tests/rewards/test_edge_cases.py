@@ -9,11 +9,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reward_shapes import draw_disk, maskset, render
-from samstar_env.rewards import get_reward, list_rewards
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.params import AmgParams
+from samstar_env.rewards import get_reward, list_rewards
 
 S = (64, 64)
 BUILTIN = [

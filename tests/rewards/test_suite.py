@@ -9,6 +9,10 @@ import numpy as np
 import pytest
 from gymnasium import spaces
 from reward_shapes import draw_disk, maskset, render
+
+from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.params import AmgParams
 from samstar_env.rewards import (
     PRESETS,
     RewardContext,
@@ -22,10 +26,6 @@ from samstar_env.rewards import (
     register_reward,
 )
 from samstar_env.rewards import registry as reg
-
-from samstar_env.data.micrograph import Micrograph, PhysicsPrior
-from samstar_env.engine.maskset import MaskSet
-from samstar_env.params import AmgParams
 
 S = (96, 96)
 

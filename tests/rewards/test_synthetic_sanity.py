@@ -11,9 +11,9 @@ import pytest
 synthetic = pytest.importorskip("samstar_env.data.synthetic", reason="synthetic generators not available")
 
 from reward_corruptions import CORRUPTIONS  # noqa: E402
-from samstar_env.rewards import RewardSuite, preset  # noqa: E402
 
 from samstar_env.engine.maskset import MaskSet  # noqa: E402
+from samstar_env.rewards import RewardSuite, preset  # noqa: E402
 
 SIZE = (256, 256)
 SEED = 1

@@ -1,0 +1,211 @@
+"""Quality and speed of a SAM model (samstar-tiny by default) for the model card.
+
+Reads top to bottom:
+
+1. load the model (``load_sam``: a registered name or a checkpoint path);
+2. image-encoder latency (``SamPredictor.set_image``: resize, normalize, encode) at 512² and 1024²;
+3. for each synthetic task, a few held-out ``test`` seeds (never tune/train seeds), and for emps-dev
+   (the validation set, grey), F1 at IoU 0.5 (Hungarian matching, ``samstar_env.benchmarks.metrics``)
+   with SAM's default AMG parameters and with the best parameters of a small ground-truth-oracle
+   grid (one setting per dataset, maximizing the mean F1 over its images). The grid varies only
+   thresholds replayed from ``MaskEngine``'s cache, plus optionally points_per_side, so each image is
+   decoded once per grid density;
+4. print a Markdown table and write everything as JSON.
+
+Run::
+
+    python benchmarks/model_quality.py --out train_runs/quality.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Args:
+    """Command-line arguments."""
+
+    model: str = "samstar-tiny"
+    """Registered model name or checkpoint path."""
+    tasks: tuple[str, ...] = ("perovskite", "ito", "auco")
+    """Synthetic tasks evaluated on their held-out test seeds."""
+    images_per_task: int = 4
+    """Test seeds per task (the first ones of split_seeds(task, 'test'))."""
+    emps_images: int = 30
+    """emps-dev images evaluated (0 skips emps-dev)."""
+    points_per_side: tuple[int, ...] = (32,)
+    """Grid densities of the oracle grid (SAM's default 32 is always evaluated)."""
+    pred_iou_thresh: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.88)
+    """pred_iou_thresh values of the oracle grid."""
+    stability_score_thresh: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
+    """stability_score_thresh values of the oracle grid."""
+    latency_repeats: int = 5
+    """Timed repeats per image size (the median is reported)."""
+    threads: int = 2
+    """torch CPU threads (the card reports 2-core figures)."""
+    out: str | None = None
+    """Write the results as JSON here."""
+    skip_quality: bool = False
+    """Only measure latency."""
+
+
+@dataclass
+class DatasetResult:
+    """F1 of one dataset under the default and the oracle-best parameters."""
+
+    name: str
+    n_images: int
+    n_gt: int
+    f1_default: float
+    f1_oracle: float
+    oracle_params: dict = field(default_factory=dict)
+    per_image_f1_oracle: list = field(default_factory=list)
+
+
+def parse_args() -> Args:
+    d = Args()
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default=d.model)
+    p.add_argument("--tasks", default=",".join(d.tasks))
+    p.add_argument("--images-per-task", type=int, default=d.images_per_task)
+    p.add_argument("--emps-images", type=int, default=d.emps_images)
+    p.add_argument("--points-per-side", default=",".join(map(str, d.points_per_side)))
+    p.add_argument("--pred-iou-thresh", default=",".join(map(str, d.pred_iou_thresh)))
+    p.add_argument("--stability-score-thresh", default=",".join(map(str, d.stability_score_thresh)))
+    p.add_argument("--latency-repeats", type=int, default=d.latency_repeats)
+    p.add_argument("--threads", type=int, default=d.threads)
+    p.add_argument("--out", default=None)
+    p.add_argument("--skip-quality", action="store_true")
+    a = p.parse_args()
+    floats = lambda s: tuple(float(v) for v in s.split(",") if v)  # noqa: E731
+    return Args(
+        model=a.model,
+        tasks=tuple(t for t in a.tasks.split(",") if t),
+        images_per_task=a.images_per_task,
+        emps_images=a.emps_images,
+        points_per_side=tuple(int(v) for v in a.points_per_side.split(",") if v),
+        pred_iou_thresh=floats(a.pred_iou_thresh),
+        stability_score_thresh=floats(a.stability_score_thresh),
+        latency_repeats=a.latency_repeats,
+        threads=a.threads,
+        out=a.out,
+        skip_quality=a.skip_quality,
+    )
+
+
+def encoder_latency_s(model, side: int, repeats: int) -> dict[str, float]:
+    """Median and best wall time of ``SamPredictor.set_image`` on a side x side grey image.
+
+    Both are reported because the machine is shared: the best of N is the model's own cost, the
+    median what a user saw at the time."""
+    from segment_anything import SamPredictor
+
+    predictor = SamPredictor(model)
+    rng = np.random.default_rng(0)
+    image = np.repeat(rng.integers(0, 256, (side, side, 1), dtype=np.uint8), 3, axis=2)
+    predictor.set_image(image)  # warm-up (allocations, first-call overheads)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        predictor.set_image(image)
+        times.append(time.perf_counter() - t0)
+    return {"median": float(np.median(times)), "min": float(np.min(times))}
+
+
+def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
+    """Default-parameter F1 and the best mean F1 over the oracle grid, for one dataset."""
+    from samstar_env.benchmarks.metrics import gt_metrics
+    from samstar_env.params import AmgParams
+
+    default = AmgParams()
+    grid = [
+        AmgParams(points_per_side=pps, pred_iou_thresh=piou, stability_score_thresh=stab)
+        for pps, piou, stab in itertools.product(
+            sorted(set(args.points_per_side) | {32}), args.pred_iou_thresh, args.stability_score_thresh
+        )
+    ]
+    f1 = np.zeros((len(grid), len(images)))
+    f1_default = []
+    for j, m in enumerate(images):
+        t0 = time.perf_counter()
+        f1_default.append(gt_metrics(engine.generate(m, default), m)["f1"])
+        for i, params in enumerate(grid):
+            f1[i, j] = gt_metrics(engine.generate(m, params), m)["f1"]
+        engine.clear_cache()  # one image's proposals at a time: bounded memory
+        print(f"  {name} {m.name}: default F1 {f1_default[-1]:.3f}, best-on-image {f1[:, j].max():.3f} "
+              f"({time.perf_counter() - t0:.0f} s)", flush=True)
+    best = int(f1.mean(axis=1).argmax())
+    bp = grid[best]
+    return DatasetResult(
+        name=name,
+        n_images=len(images),
+        n_gt=int(sum(int(np.unique(m.labels[m.labels > 0]).size) for m in images)),
+        f1_default=float(np.mean(f1_default)),
+        f1_oracle=float(f1[best].mean()),
+        oracle_params={"points_per_side": bp.points_per_side, "pred_iou_thresh": bp.pred_iou_thresh,
+                       "stability_score_thresh": bp.stability_score_thresh},
+        per_image_f1_oracle=[round(float(v), 4) for v in f1[best]],
+    )
+
+
+def main() -> None:
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    from samstar_env.models.registry import load_sam
+
+    model = load_sam(args.model, device="cpu")
+    n_params = int(sum(p.numel() for p in model.parameters()))
+    print(f"model {args.model}: {n_params:,} parameters, {args.threads} threads", flush=True)
+
+    latency = {side: encoder_latency_s(model, side, args.latency_repeats) for side in (512, 1024)}
+    for side, s in latency.items():
+        print(f"encoder latency (set_image) {side}x{side}: median {s['median']:.3f} s, best {s['min']:.3f} s", flush=True)
+
+    results: list[DatasetResult] = []
+    if not args.skip_quality:
+        from samstar_env.data.synthetic import generate, split_seeds
+        from samstar_env.engine import MaskEngine
+
+        engine = MaskEngine(model)
+        for task in args.tasks:
+            seeds = split_seeds(task, "test")[: args.images_per_task]
+            results.append(evaluate(engine, task, [generate(task, s) for s in seeds], args))
+        if args.emps_images > 0:
+            from samstar_env.data.loaders import load_folder
+            from samstar_env.data.paths import data_root
+
+            root = data_root()
+            if root is not None and (root / "emps-dev").is_dir():
+                dev = load_folder(root / "emps-dev")[: args.emps_images]
+                results.append(evaluate(engine, "emps-dev", dev, args))
+            else:
+                print("emps-dev not found (SAMSTAR_DATA): skipped", flush=True)
+
+        print("\n| dataset | images | GT particles | F1@0.5 default AMG | F1@0.5 oracle grid | oracle params |")
+        print("|---|---|---|---|---|---|")
+        for r in results:
+            op = r.oracle_params
+            print(f"| {r.name} | {r.n_images} | {r.n_gt} | {r.f1_default:.3f} | {r.f1_oracle:.3f} | "
+                  f"pps {op['points_per_side']}, iou {op['pred_iou_thresh']}, stab {op['stability_score_thresh']} |")
+
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps({
+            "model": args.model, "parameters": n_params, "threads": args.threads, "cpu_count": os.cpu_count(),
+            "encoder_latency_s": {str(k): v for k, v in latency.items()},
+            "args": asdict(args), "results": [asdict(r) for r in results],
+        }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
