@@ -20,7 +20,7 @@ import numpy as np
 
 REFERENCE_SCHEMA = "samstar-reference-front/1"
 # Suite fields that define the optimization problem (agents, seeds and budget do not).
-PROBLEM_FIELDS = ("tasks", "image_size", "n_images", "model", "space", "points_per_side", "version")
+PROBLEM_FIELDS = ("tasks", "image_size", "n_images", "model", "space", "grids", "version")
 
 
 def problem_of(suite: Any) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from samstar_env.params import DEFAULT_DIMENSIONS, Dimension, ParamSpace
 
 _FIELDS = {
     "name", "version", "description", "tasks", "agents", "seeds", "budget", "image_size", "n_images",
-    "n_test_images", "model", "space", "points_per_side", "agent_options",
+    "n_test_images", "model", "space", "grids", "agent_options",
 }
 
 
@@ -44,8 +44,9 @@ class Suite:
         Model name or checkpoint path.
     space : str or tuple of str
         ``"default"`` or the names of the tuned dimensions.
-    points_per_side : tuple of int
-        Optional restriction of the ``points_per_side`` grid (cheaper suites).
+    grids : mapping of str to tuple
+        Replacement choices for grid dimensions of the space, e.g. ``{"points_per_side": (8, 16)}``:
+        every new point grid or crop layout costs a full decode, so CPU suites keep these small.
     agent_options : mapping
         Per-agent keyword arguments, e.g. ``{"nsga2": {"pop_size": 20}}``.
     """
@@ -62,7 +63,7 @@ class Suite:
     n_test_images: int = 4
     model: str = "samstar-tiny"
     space: str | tuple[str, ...] = "default"
-    points_per_side: tuple[int, ...] = ()
+    grids: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -80,11 +81,10 @@ class Suite:
             if unknown:
                 raise ValueError(f"suite {self.name!r}: unknown space dimension(s) {unknown}; expected some of {list(by_name)}")
             dims = tuple(by_name[n] for n in self.space)
-        if self.points_per_side:
-            dims = tuple(
-                Dimension("points_per_side", "grid", choices=tuple(self.points_per_side)) if d.name == "points_per_side" else d
-                for d in dims
-            )
+        unknown = sorted(set(self.grids) - {d.name for d in dims if d.kind == "grid"})
+        if unknown:
+            raise ValueError(f"suite {self.name!r}: grids given for {unknown}, which are not grid dimensions of its space")
+        dims = tuple(Dimension(d.name, "grid", choices=tuple(self.grids[d.name])) if d.name in self.grids else d for d in dims)
         return ParamSpace(dimensions=dims)
 
     def runs(self) -> list[tuple[str, str, int]]:
@@ -103,7 +103,7 @@ class Suite:
             "budget": self.budget, "image_size": list(self.image_size), "n_images": self.n_images,
             "n_test_images": self.n_test_images, "model": self.model,
             "space": self.space if isinstance(self.space, str) else list(self.space),
-            "points_per_side": list(self.points_per_side), "agent_options": self.agent_options,
+            "grids": {k: list(v) for k, v in sorted(self.grids.items())}, "agent_options": self.agent_options,
         }
 
 
@@ -116,7 +116,9 @@ def suite_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Suite:
     if missing:
         raise ValueError(f"{source}: missing suite key(s) {missing}")
     d = dict(data)
-    for key in ("tasks", "agents", "seeds", "points_per_side"):
+    if "grids" in d:
+        d["grids"] = {k: tuple(v) for k, v in dict(d["grids"]).items()}
+    for key in ("tasks", "agents", "seeds"):
         if key in d:
             d[key] = tuple(d[key])
     if "image_size" in d:

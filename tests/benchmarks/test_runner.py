@@ -35,7 +35,7 @@ def suite(checkpoint):
         n_test_images=1,
         model=checkpoint,
         space=("points_per_side", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"),
-        points_per_side=(8,),
+        grids={"points_per_side": (8,)},
         agent_options={"nsga2": {"pop_size": 4}},
     )
 
@@ -155,6 +155,8 @@ def test_suites_load_and_reject_bad_input(tmp_path):
     bad.write_text("name = [")
     with pytest.raises(ValueError, match="invalid TOML"):
         load_suite(bad)
+    with pytest.raises(ValueError, match="not grid dimensions"):
+        Suite(name="x", tasks=("ito",), agents=("random",), seeds=(0,), budget=1, grids={"pred_iou_thresh": (0.5,)}).param_space()
     with pytest.raises(ValueError, match="unknown space dimension"):
         Suite(name="x", tasks=("ito",), agents=("random",), seeds=(0,), budget=1, space=("nope",)).param_space()
 
@@ -165,7 +167,7 @@ def test_bench_cli_runs_a_suite_file(checkpoint, tmp_path, capsys):
     toml = tmp_path / "s.toml"
     toml.write_text(
         'name = "cli"\ntasks = ["ito"]\nagents = ["random"]\nseeds = [0]\nbudget = 2\nimage_size = [96, 96]\n'
-        f'n_test_images = 1\nmodel = "{checkpoint}"\nspace = ["points_per_side", "pred_iou_thresh"]\npoints_per_side = [8]\n'
+        f'n_test_images = 1\nmodel = "{checkpoint}"\nspace = ["points_per_side", "pred_iou_thresh"]\n[grids]\npoints_per_side = [8]\n'
     )
     assert main(["bench", str(toml), "--seeds", "1", "--out", str(tmp_path / "o")]) == 0
     assert "| ito | random |" in capsys.readouterr().out
