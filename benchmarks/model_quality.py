@@ -103,23 +103,27 @@ def parse_args() -> Args:
     )
 
 
-def encoder_latency_s(model, side: int, repeats: int) -> dict[str, float]:
-    """Median and best wall time of ``SamPredictor.set_image`` on a side x side grey image.
+def encoder_latency_s(model, sides: tuple[int, ...], repeats: int) -> dict[int, dict[str, float]]:
+    """Median and best wall time of ``SamPredictor.set_image`` on side x side grey images.
 
-    Both are reported because the machine is shared: the best of N is the model's own cost, the
-    median what a user saw at the time."""
+    Sizes are timed in alternation so a change in machine load hits all of them alike; both the
+    median and the best of N are reported because the machine is shared: the best is the model's
+    own cost, the median what a user saw at the time.
+    """
     from segment_anything import SamPredictor
 
     predictor = SamPredictor(model)
     rng = np.random.default_rng(0)
-    image = np.repeat(rng.integers(0, 256, (side, side, 1), dtype=np.uint8), 3, axis=2)
-    predictor.set_image(image)  # warm-up (allocations, first-call overheads)
-    times = []
+    images = {s: np.repeat(rng.integers(0, 256, (s, s, 1), dtype=np.uint8), 3, axis=2) for s in sides}
+    for image in images.values():
+        predictor.set_image(image)  # warm-up (allocations, first-call overheads)
+    times: dict[int, list[float]] = {s: [] for s in sides}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        predictor.set_image(image)
-        times.append(time.perf_counter() - t0)
-    return {"median": float(np.median(times)), "min": float(np.min(times))}
+        for s, image in images.items():
+            t0 = time.perf_counter()
+            predictor.set_image(image)
+            times[s].append(time.perf_counter() - t0)
+    return {s: {"median": float(np.median(t)), "min": float(np.min(t))} for s, t in times.items()}
 
 
 def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
@@ -167,7 +171,7 @@ def main() -> None:
     n_params = int(sum(p.numel() for p in model.parameters()))
     print(f"model {args.model}: {n_params:,} parameters, {args.threads} threads", flush=True)
 
-    latency = {side: encoder_latency_s(model, side, args.latency_repeats) for side in (512, 1024)}
+    latency = encoder_latency_s(model, (512, 1024), args.latency_repeats)
     for side, s in latency.items():
         print(f"encoder latency (set_image) {side}x{side}: median {s['median']:.3f} s, best {s['min']:.3f} s", flush=True)
 

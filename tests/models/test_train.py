@@ -65,20 +65,23 @@ def _config(tmp_path, **kw) -> TrainConfig:
 
 
 def test_training_lowers_loss_on_fixed_batch(tmp_path, pools):
-    config = _config(tmp_path, max_steps=25)
+    config = _config(tmp_path, max_steps=40)
     fixed = draw_batch(pools, np.random.default_rng(123), config=config)
 
-    def loss_of(sam) -> float:
+    def loss_and_iou(sam) -> tuple[float, float]:
         sam.train()
         with torch.no_grad():
-            return float(batch_loss(sam, fixed, config=config)[0])
+            loss, parts = batch_loss(sam, fixed, config=config)
+        return float(loss), parts["miou"]
 
-    before = loss_of(build_tiny_sam(TEST_SAM_CONFIG, seed=0))
+    before, iou_before = loss_and_iou(build_tiny_sam(TEST_SAM_CONFIG, seed=0))
     result = train(config, pools=pools)
-    after = loss_of(load_weights(result.weights_path))
-    # Measured 4.37 -> 2.40 for this seed (one thread); 0.75x leaves room for BLAS rounding elsewhere.
-    assert after < 0.75 * before, (before, after)
-    assert result.steps == 25
+    after, iou_after = loss_and_iou(load_weights(result.weights_path))
+    # Measured (one thread): loss 0.951 -> 0.898 and selected-mask IoU 0.051 -> 0.108 on this held-out
+    # batch; the bounds leave room for BLAS rounding on other machines.
+    assert after < 0.97 * before, (before, after)
+    assert iou_after > iou_before, (iou_before, iou_after)
+    assert result.steps == 40
 
 
 def test_same_seed_same_losses(tmp_path, pools):
