@@ -123,7 +123,7 @@ def list_models() -> list[ModelInfo]:
 register_model(
     "samstar-tiny",
     WEIGHTS_DIR / "samstar_tiny.pt",
-    description="1.9M-parameter SAM (ViT 4x128, 256-px input) trained on samstar's synthetic micrographs",
+    description="1.2M-parameter SAM (ViT 4x128, 256-px input, decoder width 64) trained on samstar's synthetic micrographs",
 )
 
 
