@@ -184,3 +184,11 @@ def knobs_dict(knobs: object) -> dict[str, Any]:
     """A knob dataclass as a plain dict (for Micrograph metadata)."""
     return {f.name: getattr(knobs, f.name) for f in fields(knobs)}  # type: ignore[arg-type]
 
+
+
+def lognormal_range_nm(median_nm: float, sigma: float) -> tuple[float, float]:
+    """Plausible diameter range of a lognormal population: median * exp(+-2.5 sigma) (~99 % of particles),
+    widened to at least +-1 % of the median so a sigma of 0 still gives a valid range."""
+    lo = median_nm * float(np.exp(-2.5 * sigma))
+    hi = median_nm * float(np.exp(2.5 * sigma))
+    return min(lo, 0.99 * median_nm), max(hi, 1.01 * median_nm)

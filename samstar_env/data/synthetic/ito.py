@@ -28,7 +28,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import PhysicsPrior, SizeComponent
 from samstar_env.data.synthetic import imaging, placement, shapes
-from samstar_env.data.synthetic.common import Sprite, check_range, drop_hidden, paint
+from samstar_env.data.synthetic.common import Sprite, check_range, drop_hidden, lognormal_range_nm, paint
 
 MODALITY = "bf-tem"
 
@@ -123,10 +123,8 @@ class ItoKnobs:
 
 def prior(k: ItoKnobs) -> PhysicsPrior:
     """Near-spherical crystals of ~10-20 nm, dark in bright-field TEM."""
-    lo = k.diameter_median_nm * float(np.exp(-2.5 * k.diameter_sigma))
-    hi = k.diameter_median_nm * float(np.exp(2.5 * k.diameter_sigma))
     return PhysicsPrior(
-        diameter_range_nm=(min(lo, 0.99 * k.diameter_median_nm), max(hi, 1.01 * k.diameter_median_nm)),
+        diameter_range_nm=lognormal_range_nm(k.diameter_median_nm, k.diameter_sigma),
         shape="sphere",
         size_components=(SizeComponent(1.0, k.diameter_median_nm, k.diameter_sigma),),
         modality=MODALITY,

@@ -25,7 +25,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import PhysicsPrior, SizeComponent
 from samstar_env.data.synthetic import imaging, placement, shapes
-from samstar_env.data.synthetic.common import Sprite, check_range, drop_hidden, paint
+from samstar_env.data.synthetic.common import Sprite, check_range, drop_hidden, lognormal_range_nm, paint
 
 MODALITY = "haadf"
 
@@ -116,10 +116,8 @@ class PerovskiteKnobs:
 
 def prior(k: PerovskiteKnobs) -> PhysicsPrior:
     """What the synthesis and the microscope tell before segmenting: cubes of ~8-15 nm, HAADF."""
-    lo = k.edge_median_nm * float(np.exp(-2.5 * k.edge_sigma))
-    hi = k.edge_median_nm * float(np.exp(2.5 * k.edge_sigma))
     return PhysicsPrior(
-        diameter_range_nm=(min(lo, 0.99 * k.edge_median_nm), max(hi, 1.01 * k.edge_median_nm)),
+        diameter_range_nm=lognormal_range_nm(k.edge_median_nm, k.edge_sigma),
         shape="cube",
         size_components=(SizeComponent(1.0, k.edge_median_nm, k.edge_sigma),),
         modality=MODALITY,
