@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,8 @@ def pareto_plot(result: Any, path: str | Path, *, highlight: Sequence[tuple[str,
         ax.axis("off")
     axes.flat[0].legend(fontsize=7, loc="lower left")
     title = f"{result.task or ''} {result.agent} seed {result.seed}: {len(r)} evaluations, {len(front)} non-dominated"
-    fig.suptitle(title.strip() + ("" if k > 2 else "") + " (higher is better)", fontsize=9)
+    # Wrapped to the figure's width: a single panel (two rewards) is too narrow for one line.
+    fig.suptitle(textwrap.fill(title.strip() + " (higher is better)", width=55 * ncol), fontsize=9)
     fig.tight_layout()
     out = Path(path)
     fig.savefig(out, dpi=110)
