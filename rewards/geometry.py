@@ -3,10 +3,16 @@
 Every reward needs some of the same facts about each mask (area, equivalent diameter, Crofton
 perimeter, solidity, ...) and about the image (a label-free foreground estimate, gradient magnitude,
 a Laplacian-of-Gaussian blob count). Computing them per reward would repeat the expensive part ~10
-times per evaluation, so :func:`mask_geometry` measures every mask ONCE per :class:`MaskSet` (on its
-bounding-box crop, never the full frame) and :func:`image_features` / :func:`log_blobs` compute the
-image facts once per (:class:`Micrograph`, :class:`PhysicsPrior`). Both caches are weak-keyed on the
-(immutable) MaskSet / Micrograph objects, so they vanish with them and never leak across images.
+times per evaluation, so :func:`mask_geometry` measures every mask at most ONCE per :class:`MaskSet`
+(on its bounding-box crop, never the full frame) and :func:`image_features` / :func:`log_blobs`
+compute the image facts once per (:class:`Micrograph`, :class:`PhysicsPrior`). Both caches are
+weak-keyed on the (immutable) MaskSet / Micrograph objects, so they vanish with them and never leak
+across images.
+
+The per-MaskSet measurement is the bulk of a suite evaluation, and no preset needs all of it, so
+:class:`MaskGeometry` measures the cheap facts (pixels, area, border and background flags) when it is
+built and each shape feature (:data:`SHAPE_FEATURES`) only when a reward first reads it; see
+``benchmarks/bench_rewards.py`` for what each costs and what each preset pays.
 
 Conventions shared by all rewards (the guardrails of REWARDS-BACKGROUND.md):
 
@@ -23,8 +29,8 @@ Conventions shared by all rewards (the guardrails of REWARDS-BACKGROUND.md):
 from __future__ import annotations
 
 import weakref
-from dataclasses import dataclass
-from functools import cached_property
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 
 import cv2
 import numpy as np
@@ -41,13 +47,23 @@ BACKGROUND_AREA_FRACTION = 0.5
 #: Aspect ratio reported for degenerate (one-pixel-wide) masks instead of infinity.
 MAX_ASPECT_RATIO = 1e3
 
-_CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
+#: Per-mask shape features of :class:`MaskGeometry` that are measured on first read only.
+SHAPE_FEATURES = ("perimeter_px", "circularity", "solidity", "inscribed_ratio", "aspect_ratio", "rect_fill", "rect_aspect")
 
+_CORNERS = np.array([[0, 0], [1, 0], [0, 1], [1, 1]], np.int32)
 
 
 @dataclass(frozen=True, eq=False)
 class MaskGeometry:
     """Per-mask measurements of one :class:`MaskSet` (arrays of length N, in mask order).
+
+    The cheap facts every suite reads (area, sizes, flags, pixel incidence) are measured when the
+    object is built; the shape features (:data:`SHAPE_FEATURES`) on first read, each for all masks
+    at once, and then cached. Each costs a few ms to ~25 ms (the Crofton perimeter) per 300 masks
+    on 512x512, and each preset reads only some of them (AuCo's none), so a suite pays only for what
+    its rewards use. Shape features are measured for valid masks only (non-empty, not background)
+    and are 0 for the others: every reward scores those masks 0 whatever their shape, and a
+    background mask's crop is most of the frame.
 
     Parameters
     ----------
@@ -57,10 +73,22 @@ class MaskGeometry:
         Crop used for each mask: (row0, col0, row1, col1), end exclusive.
     area_px : ndarray of float64
         Pixel count.
-    centroid_rc : ndarray of float64, shape (N, 2)
-        (row, column) centroid in frame coordinates.
     equivalent_diameter_px : ndarray of float64
         Diameter of the disk with the same area, ``sqrt(4 A / pi)``.
+    touches_border : ndarray of bool
+        The mask reaches the first or last row or column.
+    is_background : ndarray of bool
+        Area above ``BACKGROUND_AREA_FRACTION`` of the frame.
+    flat_pixels : scipy.sparse.csr_array of bool, shape (N, H * W)
+        Pixel incidence: row i holds the flat indices (row-major, ascending) of mask i's pixels.
+    masks : ndarray of bool, shape (N, H, W)
+        The masks themselves (the MaskSet's array, not a copy), cropped by the shape features.
+
+    Attributes
+    ----------
+    centroid_rc : ndarray of float64, shape (N, 2)
+        (row, column) centroid in frame coordinates (0 for empty masks); no built-in reward reads
+        it, so it is computed on first read too.
     perimeter_px : ndarray of float64
         Crofton perimeter (skimage ``perimeter_crofton``, 4 directions): unbiased on digitized
         curves, unlike a pixel-count perimeter, which matters for the 3-10 px particles of AuCo.
@@ -71,38 +99,28 @@ class MaskGeometry:
         (``A_hull + P_hull / 2 + pi / 4``): about 1 for any digitized convex shape at any rotation,
         about 0.87 for a merged pair of touching disks.
     inscribed_ratio : ndarray of float64
-        Largest inscribed radius (peak of the Euclidean distance transform) over the equivalent
-        radius: about 1 for a disk, 0.89 for a square, about 0.71 for two merged equal disks.
+        Largest inscribed radius (peak of the exact Euclidean distance transform) over the
+        equivalent radius: about 1 for a disk, 0.89 for a square, about 0.71 for two merged equal
+        disks.
     aspect_ratio : ndarray of float64
         Major over minor axis of the inertia ellipse (OpenCV image moments; capped at
         ``MAX_ASPECT_RATIO``).
-    rect_aspect : ndarray of float64
-        Long over short side of that rectangle, >= 1.
     rect_fill : ndarray of float64
         Area over the area of the minimum-area (rotated) rectangle around the pixel squares
         (OpenCV ``minAreaRect`` on the corners of the hull pixels): 1 for an axis-aligned square,
         0.90-0.96 for rotated digitized squares of side >= 20 px, 0.78-0.80 for digitized disks.
-    touches_border : ndarray of bool
-        The mask reaches the first or last row or column.
-    is_background : ndarray of bool
-        Area above ``BACKGROUND_AREA_FRACTION`` of the frame.
+    rect_aspect : ndarray of float64
+        Long over short side of that rectangle, >= 1.
     """
 
     image_shape: tuple[int, int]
     bbox_rc: np.ndarray
     area_px: np.ndarray
-    centroid_rc: np.ndarray
     equivalent_diameter_px: np.ndarray
-    perimeter_px: np.ndarray
-    circularity: np.ndarray
-    solidity: np.ndarray
-    inscribed_ratio: np.ndarray
-    aspect_ratio: np.ndarray
-    rect_fill: np.ndarray
-    rect_aspect: np.ndarray
     touches_border: np.ndarray
     is_background: np.ndarray
     flat_pixels: sp.csr_array
+    masks: np.ndarray = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -138,6 +156,154 @@ class MaskGeometry:
             out[self.flat_pixels.indices] = True  # a scatter: 20x faster than np.unique here
         return out
 
+    @cached_property
+    def _pixel_rc(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(owner mask, row, column) of every entry of ``flat_pixels``, in its order."""
+        counts = np.diff(self.flat_pixels.indptr)
+        row, col = np.divmod(self.flat_pixels.indices, self.image_shape[1])
+        return np.repeat(np.arange(self.n), counts), row, col
+
+    @cached_property
+    def centroid_rc(self) -> np.ndarray:
+        """(row, column) centroid of each mask in frame coordinates (0 for empty masks)."""
+        out = np.zeros((self.n, 2))
+        full = self.area_px > 0
+        if full.any():
+            owner, row, col = self._pixel_rc
+            out[full, 0] = np.bincount(owner, weights=row, minlength=self.n)[full] / self.area_px[full]
+            out[full, 1] = np.bincount(owner, weights=col, minlength=self.n)[full] / self.area_px[full]
+        return out
+
+    # --- shape features, measured on first read ----------------------------------------------
+    def _crop(self, i: int | np.integer) -> np.ndarray:
+        """Mask i on its box crop as contiguous uint8 0/1 (what OpenCV and skimage take)."""
+        r0, c0, r1, c1 = self.bbox_rc[i]
+        return np.ascontiguousarray(self.masks[i, r0:r1, c0:c1]).view(np.uint8)
+
+    @cached_property
+    def perimeter_px(self) -> np.ndarray:
+        """Crofton perimeter of each valid mask (see the class docstring)."""
+        out = np.zeros(self.n)
+        for i in np.flatnonzero(self.valid):
+            # perimeter_crofton pads by one pixel itself, so a mask cut by its crop edge still
+            # gets a closed outline.
+            out[i] = float(measure.perimeter_crofton(self._crop(i), directions=4))
+        return out
+
+    @cached_property
+    def circularity(self) -> np.ndarray:
+        """``4 pi A / P**2`` clipped to [0, 1]; 0 where the perimeter is 0."""
+        p = self.perimeter_px
+        out = np.zeros(self.n)
+        pos = p > 0
+        out[pos] = np.minimum(1.0, 4.0 * np.pi * self.area_px[pos] / p[pos] ** 2)
+        return out
+
+    @cached_property
+    def _hulls(self) -> list[np.ndarray | None]:
+        """Convex hull (OpenCV, crop coordinates x, y) of each valid mask's pixel centres; None for others.
+
+        The hull of a mask is the hull of the first and last pixel of each of its rows (every other
+        pixel lies between those two), so only those are passed to ``cv2.convexHull``: ~2 x height
+        points instead of the area, the same hull, several times faster on particle-sized masks.
+        """
+        out: list[np.ndarray | None] = [None] * self.n
+        valid = self.valid
+        if not valid.any():
+            return out
+        indptr = self.flat_pixels.indptr
+        owner, row, col = self._pixel_rc
+        # Pixels are row-major within a mask, so a run ends where the row or the mask changes.
+        first = np.ones(row.size, bool)
+        first[1:] = (row[1:] != row[:-1]) | (owner[1:] != owner[:-1])
+        last = np.ones(row.size, bool)
+        last[:-1] = first[1:]
+        pos = np.flatnonzero(first | last)
+        who = owner[pos]
+        pts = np.stack([col[pos] - self.bbox_rc[who, 1], row[pos] - self.bbox_rc[who, 0]], axis=1).astype(np.int32)
+        bounds = np.searchsorted(pos, indptr)
+        for i in np.flatnonzero(valid):
+            out[i] = cv2.convexHull(pts[bounds[i]:bounds[i + 1]])
+        return out
+
+    @cached_property
+    def solidity(self) -> np.ndarray:
+        """Area over the area of the half-pixel-grown convex hull of the pixel centres."""
+        out = np.zeros(self.n)
+        for i, hull in enumerate(self._hulls):
+            if hull is None:
+                continue
+            # Convex hull of the pixel centres, grown by half a pixel (Steiner formula for the
+            # Minkowski sum with a disk of radius 1/2: A + P/2 + pi/4): it matches the pixel-count
+            # area of a digitized convex shape at any rotation (a rotated square keeps ~0.97, where
+            # a hull of pixel corners would add the staircase and drop it to ~0.91), and it stays
+            # positive for one-pixel-wide masks, whose centre hull has no area.
+            hull_area = cv2.contourArea(hull) + 0.5 * cv2.arcLength(hull, True) + np.pi / 4.0
+            out[i] = min(1.0, self.area_px[i] / hull_area)
+        return out
+
+    @cached_property
+    def _min_area_rect(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rect_fill, rect_aspect) of the minimum-area rectangle around the hull pixels' squares."""
+        fill, aspect = np.zeros(self.n), np.zeros(self.n)
+        for i, hull in enumerate(self._hulls):
+            if hull is None:
+                continue
+            # Rectangle around the pixel SQUARES (all corners of the hull pixels), not their
+            # centres: exact for an axis-aligned square (fill 1) and correct at any rotation, where
+            # adding one pixel to a centre-based rectangle is not.
+            corners = (hull.reshape(-1, 1, 2) + _CORNERS[None]).reshape(-1, 2)
+            (_, (rw, rh), _) = cv2.minAreaRect(corners)
+            fill[i] = min(1.0, self.area_px[i] / max(rw * rh, 1.0))
+            aspect[i] = max(rw, rh) / max(min(rw, rh), 1.0)
+        return fill, aspect
+
+    @cached_property
+    def rect_fill(self) -> np.ndarray:
+        """Area over the area of the minimum-area rectangle around the pixel squares."""
+        return self._min_area_rect[0]
+
+    @cached_property
+    def rect_aspect(self) -> np.ndarray:
+        """Long over short side of the minimum-area rectangle, >= 1."""
+        return self._min_area_rect[1]
+
+    @cached_property
+    def inscribed_ratio(self) -> np.ndarray:
+        """Largest inscribed radius over the equivalent radius."""
+        out = np.zeros(self.n)
+        for i in np.flatnonzero(self.valid):
+            # One-pixel pad: the distance transform must see background all around, or a mask
+            # cut by its crop edge would look infinitely deep.
+            lab = cv2.copyMakeBorder(self._crop(i), 1, 1, 1, 1, cv2.BORDER_CONSTANT, value=0)
+            peak = float(cv2.distanceTransform(lab, cv2.DIST_L2, cv2.DIST_MASK_PRECISE).max())
+            # The precise L2 transform is exact (Felzenszwalb): every value is the square root of an
+            # integer squared distance, but it is returned in float32 whose last bit depends on
+            # OpenCV's thread partition (measured: +-1 ulp from one call to the next). Snapping to
+            # that integer gives the exact radius (scipy's distance_transform_edt, 2.5x slower, gives
+            # the same), the same in every run.
+            out[i] = np.sqrt(np.rint(peak * peak)) / np.sqrt(self.area_px[i] / np.pi)
+        return out
+
+    @cached_property
+    def aspect_ratio(self) -> np.ndarray:
+        """Major over minor axis of the inertia ellipse, capped at ``MAX_ASPECT_RATIO``."""
+        out = np.zeros(self.n)
+        todo = np.flatnonzero(self.valid)
+        if todo.size == 0:
+            return out
+        cov = np.empty((todo.size, 2, 2))
+        for k, i in enumerate(todo):
+            mom = cv2.moments(self._crop(i), binaryImage=True)
+            cov[k] = ((mom["mu20"], mom["mu11"]), (mom["mu11"], mom["mu02"]))
+        # Eigenvalues of the inertia tensor (central second moments / area), as regionprops defines
+        # axis lengths; +1/12 per axis is the pixel's own inertia so a 1-px line keeps a width.
+        ev = np.linalg.eigvalsh(cov / self.area_px[todo, None, None] + np.eye(2) / 12.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.minimum(MAX_ASPECT_RATIO, np.sqrt(ev[:, 1] / ev[:, 0]))
+        out[todo] = np.where(ev[:, 0] > 0, ratio, MAX_ASPECT_RATIO)
+        return out
+
 
 def _crop_bounds(ms: MaskSet) -> np.ndarray:
     """Crops from AMG's boxes (x, y, w, h with inclusive ends, as ``batched_mask_to_box`` gives)."""
@@ -150,82 +316,47 @@ def _crop_bounds(ms: MaskSet) -> np.ndarray:
     return np.stack([r0, c0, r1, c1], axis=1)
 
 
+@lru_cache(maxsize=4)
+def _frame_index(h: int, w: int) -> np.ndarray:
+    """(H, W) read-only array of flat (row-major) pixel indices: a crop of it indexed by a crop of a
+    mask gives that mask's flat indices in one step (faster than ``nonzero`` plus arithmetic)."""
+    out = np.arange(h * w, dtype=np.int64).reshape(h, w)
+    out.flags.writeable = False
+    return out
+
+
 def _measure(ms: MaskSet) -> MaskGeometry:
+    """The eager part of :class:`MaskGeometry`: each mask's pixels (read on its crop) and their count."""
     h, w = ms.image_shape
     n = len(ms)
     bbox = _crop_bounds(ms)
-    out = {k: np.zeros(n) for k in ("area", "diam", "perim", "circ", "solid", "inscr", "aspect", "fill", "rect_aspect")}
-    centroid = np.zeros((n, 2))
+    frame_index = _frame_index(h, w)
+    flat = [frame_index[r0:r1, c0:c1][ms.masks[i, r0:r1, c0:c1]] for i, (r0, c0, r1, c1) in enumerate(bbox.tolist())]
+    counts = np.array([f.size for f in flat], np.int64)
+    indptr = np.zeros(n + 1, np.int64)
+    np.cumsum(counts, out=indptr[1:])
+    idx = np.concatenate(flat) if flat else np.zeros(0, np.int64)
+    pixels = sp.csr_array((np.ones(idx.size, np.bool_), idx, indptr), shape=(n, h * w))
+    area = counts.astype(float)
+    # Only a mask whose crop reaches the frame edge can touch it: look at that edge of the crop.
     border = np.zeros(n, bool)
-    rows: list[np.ndarray] = []
-    cols: list[np.ndarray] = []
-    for i in range(n):
+    for i in np.flatnonzero((bbox[:, 0] == 0) | (bbox[:, 1] == 0) | (bbox[:, 2] == h) | (bbox[:, 3] == w)):
         r0, c0, r1, c1 = bbox[i]
-        crop = np.asarray(ms.masks[i, r0:r1, c0:c1])
-        rr, cc = np.nonzero(crop)
-        a = rr.size
-        if a == 0:
-            continue
-        rows.append(np.full(a, i, np.int64))
-        cols.append((rr + r0) * w + (cc + c0))
-        # One-pixel pad: the distance transform and the Crofton perimeter must see background
-        # all around, or a mask cut by its crop edge would look infinitely deep.
-        lab = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2), np.uint8)
-        lab[1:-1, 1:-1] = crop
-        out["area"][i] = a
-        centroid[i] = (rr.mean() + r0, cc.mean() + c0)
-        out["diam"][i] = np.sqrt(4.0 * a / np.pi)
-        perim = float(measure.perimeter_crofton(lab, directions=4))
-        out["perim"][i] = perim
-        out["circ"][i] = min(1.0, 4.0 * np.pi * a / perim**2) if perim > 0 else 0.0
-        # Convex hull of the pixel centres, grown by half a pixel (Steiner formula for the
-        # Minkowski sum with a disk of radius 1/2: A + P/2 + pi/4): it matches the pixel-count
-        # area of a digitized convex shape at any rotation (a rotated square keeps ~0.97, where
-        # a hull of pixel corners would add the staircase and drop it to ~0.91), and it stays
-        # positive for one-pixel-wide masks, whose centre hull has no area.
-        pts = np.stack([cc, rr], axis=1).astype(np.int32)
-        hull_px = cv2.convexHull(pts)
-        hull_area = cv2.contourArea(hull_px) + 0.5 * cv2.arcLength(hull_px, True) + np.pi / 4.0
-        out["solid"][i] = min(1.0, a / hull_area)
-        dist = cv2.distanceTransform(lab, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-        out["inscr"][i] = float(dist.max()) / np.sqrt(a / np.pi)
-        mom = cv2.moments(crop.view(np.uint8), binaryImage=True)
-        # Eigenvalues of the inertia tensor (central second moments / area), as regionprops defines
-        # axis lengths; +1/12 per axis is the pixel's own inertia so a 1-px line keeps a width.
-        cov = np.array([[mom["mu20"], mom["mu11"]], [mom["mu11"], mom["mu02"]]]) / a + np.eye(2) / 12.0
-        ev = np.linalg.eigvalsh(cov)
-        out["aspect"][i] = min(MAX_ASPECT_RATIO, float(np.sqrt(ev[1] / ev[0]))) if ev[0] > 0 else MAX_ASPECT_RATIO
-        # Rectangle around the pixel SQUARES (all corners of the hull pixels), not their centres:
-        # exact for an axis-aligned square (fill 1) and correct at any rotation, where adding one
-        # pixel to a centre-based rectangle is not.
-        corners = (hull_px.reshape(-1, 1, 2) + _CORNERS[None]).reshape(-1, 2)
-        (_, (rw, rh), _) = cv2.minAreaRect(corners)
-        out["fill"][i] = min(1.0, a / max(rw * rh, 1.0))
-        out["rect_aspect"][i] = max(rw, rh) / max(min(rw, rh), 1.0)
-        border[i] = r0 == 0 or c0 == 0 or r1 == h or c1 == w
-        if border[i]:
-            border[i] = bool(rr.min() + r0 == 0 or cc.min() + c0 == 0 or rr.max() + r0 == h - 1 or cc.max() + c0 == w - 1)
-    if rows:
-        data = np.ones(sum(r.size for r in rows), np.bool_)
-        flat = sp.csr_array((data, (np.concatenate(rows), np.concatenate(cols))), shape=(n, h * w))
-    else:
-        flat = sp.csr_array((n, h * w), dtype=np.bool_)
+        crop = ms.masks[i, r0:r1, c0:c1]
+        if crop.size:
+            border[i] = bool(
+                (r0 == 0 and crop[0].any()) or (c0 == 0 and crop[:, 0].any())
+                or (r1 == h and crop[-1].any()) or (c1 == w and crop[:, -1].any())
+            )
     return MaskGeometry(
         image_shape=(h, w),
         bbox_rc=bbox,
-        area_px=out["area"],
-        centroid_rc=centroid,
-        equivalent_diameter_px=out["diam"],
-        perimeter_px=out["perim"],
-        circularity=out["circ"],
-        solidity=out["solid"],
-        inscribed_ratio=out["inscr"],
-        aspect_ratio=out["aspect"],
-        rect_fill=out["fill"],
-        rect_aspect=out["rect_aspect"],
+        area_px=area,
+        equivalent_diameter_px=np.sqrt(4.0 * area / np.pi),
         touches_border=border,
-        is_background=out["area"] > BACKGROUND_AREA_FRACTION * h * w,
-        flat_pixels=flat,
+        is_background=area > BACKGROUND_AREA_FRACTION * h * w,
+        flat_pixels=pixels,
+        masks=ms.masks,
     )
 
 
@@ -298,6 +429,11 @@ class ImageFeatures:
     smoothed: np.ndarray
     foreground: np.ndarray
     gradient: np.ndarray
+
+    @cached_property
+    def median_gradient(self) -> float:
+        """Median of ``gradient`` over the frame: the gradient of flat regions (the noise level)."""
+        return float(np.median(self.gradient))
 
     @cached_property
     def foreground_components(self) -> tuple[np.ndarray, int]:
