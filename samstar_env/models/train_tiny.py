@@ -68,6 +68,13 @@ class TrainConfig:
     """Model dimensions."""
     pe_scale: float = 1.0
     """Multiply the prompt encoder's random Fourier frequencies at init (finer positional resolution)."""
+    attn_match_init: float = 3.0
+    """Initialize every mask-decoder attention with ``k_proj = q_proj = scale * q_proj`` (0 keeps PyTorch's init).
+
+    See :func:`match_decoder_attention`: it makes the attention logits start as a positional-encoding
+    similarity kernel, so prompts are routed to their location from step 0. Measured overfitting two
+    crude-particle images (16 point prompts each, lr 1e-3): selected-mask IoU 0.64 after 60 steps with
+    scale 3, against 0.16 with PyTorch's default init (and 0.12 with q/k scaled by 4 unmatched)."""
     init_weights: str | None = None
     """Start from these samstar-sam/1 weights (fresh optimizer and schedule) instead of a random init."""
     max_steps: int = 5000
@@ -82,6 +89,11 @@ class TrainConfig:
     """Prompts (ground-truth instances) decoded per image."""
     box_fraction: float = 0.3
     """Fraction of prompts that are jittered boxes (single-mask output); the rest are single points (multimask)."""
+    point_multimask: bool = True
+    """Point prompts use SAM's three-mask output with the min loss; False trains the single-mask output.
+
+    See :func:`batch_loss`: from a random init, the min over three masks lets the model settle on a
+    prompt-independent "codebook" of three salient masks; single-mask training has no such shortcut."""
     lr: float = 1e-3
     """Peak AdamW learning rate."""
     min_lr_ratio: float = 0.02
@@ -110,6 +122,8 @@ class TrainConfig:
     """Weight of the IoU-head MSE loss."""
     tasks: tuple[str, ...] = DEFAULT_TASKS
     """Synthetic tasks to draw from."""
+    shapes_fraction: float = 0.0
+    """Share of crude drawn particles (:class:`ShapesPool`), the curriculum's first stage (1.0 = only shapes)."""
     synthetic_pool: int = 160
     """Synthetic images per task (generated lazily on first use, cached under run_dir)."""
     synthetic_size_px: int = 512
@@ -248,6 +262,75 @@ class SyntheticPool:
         return image, labels
 
 
+@dataclass
+class ShapesPool:
+    """Crude particles (disks, ellipses, rotated squares) drawn on the fly: the curriculum's first stage.
+
+    From a random init the promptable task is slow to learn on realistic micrographs (faint, tiny,
+    textured particles); on these images the particle is the only structure, so the decoder first
+    learns to follow the prompt, and realistic data then refine it (see MODEL_CARD.md). Image
+    ``index`` is drawn from ``seed`` and ``index`` only, so the pool is deterministic, unbounded in
+    practice (``n`` virtual images) and needs no cache.
+    """
+
+    seed: int
+    size: int = 256
+    n: int = 1_000_000
+    radius_range_px: tuple[float, float] = (2.5, 40.0)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        import cv2
+
+        rng = np.random.default_rng([self.seed, index])
+        size = self.size
+        background = float(rng.uniform(0.15, 0.85))
+        contrast = float(rng.uniform(0.15, 0.6)) * (1.0 if rng.random() < 0.5 else -1.0)
+        image = np.full((size, size), background, np.float32)
+        labels = np.zeros((size, size), np.int32)
+        # One size scale per image (as in a real sample), log-uniform over radius_range_px across images.
+        lo, hi = self.radius_range_px
+        r0 = float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+        target_cover = float(rng.uniform(0.08, 0.45))
+        allow_overlap = rng.random() < 0.3
+        centres: list[tuple[float, float, float]] = []
+        covered, label = 0, 0
+        for _ in range(4000):
+            if covered >= target_cover * size * size or label >= 400:
+                break
+            r = max(1.5, r0 * float(rng.lognormal(0.0, 0.25)))
+            cx, cy = float(rng.uniform(0, size)), float(rng.uniform(0, size))
+            # Touching is allowed (and common): only deep overlaps are rejected, unless this image
+            # has stacked (occluding) particles.
+            min_gap = 0.5 if allow_overlap else 0.95
+            if any((cx - x) ** 2 + (cy - y) ** 2 < (min_gap * (r + q)) ** 2 for x, y, q in centres):
+                continue
+            shape = np.zeros((size, size), np.uint8)
+            kind = rng.integers(0, 3)
+            angle = float(rng.uniform(0, 180))
+            if kind == 0:
+                cv2.circle(shape, (round(cx * 16), round(cy * 16)), round(r * 16), 1, -1, cv2.LINE_8, 4)
+            elif kind == 1:
+                axes = (round(r * 16), round(r * float(rng.uniform(0.5, 1.0)) * 16))
+                cv2.ellipse(shape, (round(cx * 16), round(cy * 16)), axes, angle, 0, 360, 1, -1, cv2.LINE_8, 4)
+            else:
+                box = cv2.boxPoints(((cx, cy), (1.7 * r, 1.7 * r * float(rng.uniform(0.8, 1.0))), angle))
+                cv2.fillPoly(shape, [np.round(box * 16).astype(np.int32)], 1, cv2.LINE_8, 4)
+            region = shape.astype(bool)
+            if region.sum() < 3:
+                continue
+            label += 1
+            labels[region] = label  # painted in order: later particles occlude earlier ones
+            image[region] = background + contrast * float(rng.uniform(0.7, 1.3))
+            centres.append((cx, cy, r))
+            covered += int(region.sum())
+        image = ndimage.gaussian_filter(image, sigma=float(rng.uniform(0.0, 1.2)))
+        image += rng.normal(0.0, float(rng.uniform(0.0, 0.06)), size=image.shape).astype(np.float32)
+        return np.clip(image, 0.0, 1.0).astype(np.float32), labels
+
+
 def build_pools(config: TrainConfig) -> list[tuple[ImagePool, float]]:
     """The default data mix: the synthetic tasks (equal shares) and emps-train (``real_fraction``)."""
     pools: list[tuple[ImagePool, float]] = []
@@ -257,9 +340,11 @@ def build_pools(config: TrainConfig) -> list[tuple[ImagePool, float]]:
 
         # emps-dev is the validation set: only emps-train is ever read here.
         pools.append((EmpsPool(dataset_dir("emps-train")), real_fraction))
-    if config.tasks:
+    if config.shapes_fraction > 0:
+        pools.append((ShapesPool(seed=config.seed, size=config.model.img_size), config.shapes_fraction))
+    if config.tasks and real_fraction + config.shapes_fraction < 1.0:
         cache = Path(config.run_dir) / "synthetic-cache"
-        share = (1.0 - real_fraction) / len(config.tasks)
+        share = (1.0 - real_fraction - config.shapes_fraction) / len(config.tasks)
         for task in config.tasks:
             pools.append((SyntheticPool(task, config.synthetic_size_px, cache, config.synthetic_pool), share))
     if not pools:
@@ -437,7 +522,7 @@ def batch_loss(
         if n_pt:
             coords = s.points.to(device)[:, None, :]
             lbl = torch.ones((n_pt, 1), dtype=torch.int, device=device)
-            jobs.append(((coords, lbl), None, True, targets[:n_pt]))
+            jobs.append(((coords, lbl), None, config.point_multimask, targets[:n_pt]))
         if s.boxes.shape[0]:
             jobs.append((None, s.boxes.to(device), False, targets[n_pt:]))
         for points, boxes, multimask, tgt in jobs:
@@ -468,6 +553,31 @@ def batch_loss(
 
 
 # --------------------------------------------------------------------------------------------- I/O
+
+
+def match_decoder_attention(sam: Sam, *, scale: float) -> int:
+    """Set ``k_proj`` to ``q_proj`` (both times ``scale``) in every attention of the mask decoder.
+
+    Why: SAM's decoder finds the prompt's location through attention between the prompt tokens and
+    the image tokens, whose inputs both carry the prompt encoder's Fourier positional encoding (PE).
+    With independent random projections, ``q . k`` is noise and attention over the 1,024 image tokens
+    starts uniform, so the decoder first learns masks that ignore the prompt (a fixed "codebook" of
+    salient masks under the multimask min loss) and stays there; real SAM escapes this with an
+    MAE-pretrained encoder and 90k large-batch steps. With ``k_proj = q_proj = W``, the logit contains
+    ``pe_q^T W^T W pe_k``, a positive-definite kernel that peaks where the two positions match, and
+    ``scale`` sets its sharpness: routing works from the first step and training refines it. Only the
+    initialization changes; the architecture (and inference) is plain SAM.
+
+    Returns the number of attention modules changed.
+    """
+    changed = 0
+    with torch.no_grad():
+        for module in sam.mask_decoder.modules():
+            if hasattr(module, "q_proj") and hasattr(module, "k_proj") and module.q_proj.weight.shape == module.k_proj.weight.shape:
+                module.q_proj.weight.mul_(scale)
+                module.k_proj.weight.copy_(module.q_proj.weight)
+                changed += 1
+    return changed
 
 
 def save_weights(sam: Sam, config: TinySamConfig, path: str | os.PathLike[str]) -> str:
@@ -589,6 +699,8 @@ def train(
         # The frequencies are a buffer saved with the weights: inference uses them unchanged.
         with torch.no_grad():
             sam.prompt_encoder.pe_layer.positional_encoding_gaussian_matrix.mul_(config.pe_scale)
+    if config.attn_match_init > 0:
+        match_decoder_attention(sam, scale=config.attn_match_init)
     if config.init_weights:
         init = load_weights(config.init_weights)
         if TinySamConfig.from_dict(init_config(config.init_weights)) != config.model:
@@ -725,6 +837,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate (default %(default)s)")
     p.add_argument("--warmup-steps", type=int, default=d.warmup_steps, help="warm-up steps (default %(default)s)")
     p.add_argument("--tasks", default=",".join(d.tasks), help="synthetic tasks, comma-separated ('' for none)")
+    p.add_argument("--shapes-fraction", type=float, default=d.shapes_fraction, help="share of crude drawn particles, the curriculum's first stage (default %(default)s)")
     p.add_argument("--synthetic-pool", type=int, default=d.synthetic_pool, help="synthetic images per task (default %(default)s)")
     p.add_argument("--real-fraction", type=float, default=d.real_fraction, help="share of emps-train images (default %(default)s)")
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="checkpoint interval (default %(default)s)")
@@ -748,6 +861,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         lr=args.lr,
         warmup_steps=args.warmup_steps,
         tasks=tuple(t for t in args.tasks.split(",") if t),
+        shapes_fraction=args.shapes_fraction,
         synthetic_pool=args.synthetic_pool,
         real_fraction=args.real_fraction,
         checkpoint_minutes=args.checkpoint_minutes,
