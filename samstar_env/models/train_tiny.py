@@ -843,6 +843,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="checkpoint interval (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="device (default %(default)s)")
+    p.add_argument("--attn-match-init", type=float, default=d.attn_match_init, help="decoder attention init k=q=scale*q; 0 for PyTorch's init (default %(default)s)")
     p.add_argument("--init-weights", default=None, help="start from these weights (fine-tuning) instead of random init")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
     p.set_defaults(func=_run_cli)
@@ -868,6 +869,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
         init_weights=args.init_weights,
+        attn_match_init=args.attn_match_init,
     )
     if args.resume:
         # A resumed run keeps the stored recipe; only the budget and the output may change.
