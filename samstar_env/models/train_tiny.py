@@ -34,7 +34,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,6 +124,8 @@ class TrainConfig:
     """Synthetic tasks to draw from."""
     shapes_fraction: float = 0.0
     """Share of crude drawn particles (:class:`ShapesPool`), the curriculum's first stage (1.0 = only shapes)."""
+    shapes_radius_px: tuple[float, float] = (2.5, 40.0)
+    """Particle radius range of :class:`ShapesPool` (log-uniform per image)."""
     synthetic_pool: int = 160
     """Synthetic images per task (generated lazily on first use, cached under run_dir)."""
     synthetic_size_px: int = 512
@@ -341,7 +343,7 @@ def build_pools(config: TrainConfig) -> list[tuple[ImagePool, float]]:
         # emps-dev is the validation set: only emps-train is ever read here.
         pools.append((EmpsPool(dataset_dir("emps-train")), real_fraction))
     if config.shapes_fraction > 0:
-        pools.append((ShapesPool(seed=config.seed, size=config.model.img_size), config.shapes_fraction))
+        pools.append((ShapesPool(seed=config.seed, size=config.model.img_size, radius_range_px=tuple(config.shapes_radius_px)), config.shapes_fraction))
     if config.tasks and real_fraction + config.shapes_fraction < 1.0:
         cache = Path(config.run_dir) / "synthetic-cache"
         share = (1.0 - real_fraction - config.shapes_fraction) / len(config.tasks)
@@ -653,6 +655,7 @@ def _config_to_dict(config: TrainConfig) -> dict[str, Any]:
     d = asdict(config)
     d["model"] = config.model.to_dict()
     d["tasks"] = list(config.tasks)
+    d["shapes_radius_px"] = list(config.shapes_radius_px)
     return d
 
 
@@ -846,10 +849,51 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attn-match-init", type=float, default=d.attn_match_init, help="decoder attention init k=q=scale*q; 0 for PyTorch's init (default %(default)s)")
     p.add_argument("--init-weights", default=None, help="start from these weights (fine-tuning) instead of random init")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
+    p.add_argument(
+        "--recipe",
+        default=None,
+        help="a TrainConfig JSON (e.g. samstar_env/models/recipes/*.json, or a run's config.json): every field "
+        "comes from it except --run-dir, --output, --init-weights, --max-minutes, --threads and --device when given",
+    )
     p.set_defaults(func=_run_cli)
 
 
+def config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    """Rebuild a :class:`TrainConfig` from its JSON form (a run's ``config.json`` or a shipped recipe)."""
+    d = dict(data)
+    unknown = set(d) - {f.name for f in fields(TrainConfig)}
+    if unknown:
+        raise ValueError(f"training recipe: unknown fields {sorted(unknown)}")
+    if "model" in d:
+        d["model"] = TinySamConfig.from_dict(d["model"])
+    for key in ("tasks", "shapes_radius_px"):
+        if key in d:
+            d[key] = tuple(d[key])
+    return TrainConfig(**d)
+
+
+def _recipe_config(args: argparse.Namespace) -> TrainConfig:
+    """--recipe: the file's fields, then the run-specific options the user gave explicitly."""
+    path = Path(args.recipe)
+    if not path.is_file():
+        raise FileNotFoundError(f"--recipe {path}: no such file (expected a TrainConfig JSON)")
+    config = config_from_dict(json.loads(path.read_text()))
+    defaults = TrainConfig()
+    overrides: dict[str, Any] = {"run_dir": args.run_dir} if args.run_dir != defaults.run_dir else {}
+    for key in ("output", "init_weights", "max_minutes"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
+    if args.threads != defaults.threads:
+        overrides["threads"] = args.threads
+    if args.device != defaults.device:
+        overrides["device"] = args.device
+    return replace(config, **overrides)
+
+
 def _run_cli(args: argparse.Namespace) -> int:
+    if args.recipe and not args.resume:
+        train(_recipe_config(args))
+        return 0
     config = TrainConfig(
         run_dir=args.run_dir,
         output=args.output,
@@ -874,8 +918,6 @@ def _run_cli(args: argparse.Namespace) -> int:
     if args.resume:
         # A resumed run keeps the stored recipe; only the budget and the output may change.
         stored = json.loads((Path(config.run_dir) / "config.json").read_text())
-        stored["model"] = TinySamConfig.from_dict(stored["model"])
-        stored["tasks"] = tuple(stored["tasks"])
-        config = replace(TrainConfig(**stored), max_minutes=config.max_minutes, output=config.output or stored["output"])
+        config = replace(config_from_dict(stored), max_minutes=config.max_minutes, output=config.output or stored["output"])
     train(config, resume=args.resume)
     return 0

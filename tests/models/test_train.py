@@ -198,8 +198,9 @@ def test_shapes_pool_is_deterministic_and_labelled():
 
 
 def test_shapes_fraction_enters_the_data_mix(tmp_path):
-    pools = build_pools(_config(tmp_path, shapes_fraction=1.0))
+    pools = build_pools(_config(tmp_path, shapes_fraction=1.0, shapes_radius_px=(6.0, 30.0)))
     assert len(pools) == 1 and isinstance(pools[0][0], ShapesPool) and pools[0][1] == 1.0
+    assert pools[0][0].radius_range_px == (6.0, 30.0)
 
 
 def test_single_mask_point_training_runs(tmp_path, pools):
@@ -207,3 +208,34 @@ def test_single_mask_point_training_runs(tmp_path, pools):
     batch = draw_batch(pools, np.random.default_rng(0), config=config)
     loss, parts = batch_loss(build_tiny_sam(TEST_SAM_CONFIG, seed=0), batch, config=config)
     assert torch.isfinite(loss) and 0.0 <= parts["miou"] <= 1.0
+
+
+def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from samstar_env.models import train_tiny
+
+    recipes = sorted((Path(train_tiny.__file__).parent / "recipes").glob("*.json"))
+    assert [p.name for p in recipes] == ["samstar-tiny-stage1.json", "samstar-tiny-stage2.json"]
+    stage1, stage2 = (train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes)
+    # Stage 1 teaches prompt following on drawn particles with single-mask output; stage 2 starts
+    # from it (multimask, real and synthetic data).
+    assert stage1.shapes_fraction == 1.0 and not stage1.point_multimask and stage1.init_weights is None
+    assert stage2.point_multimask and stage2.init_weights and stage2.real_fraction > 0 and stage2.tasks
+
+    seen = {}
+    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False: seen.update(config=config))
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    train_tiny.add_cli(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["train-model", "--recipe", str(recipes[1]), "--run-dir", str(tmp_path), "--threads", "1"])
+    assert args.func(args) == 0
+    got = seen["config"]
+    assert got.run_dir == str(tmp_path) and got.threads == 1
+    assert got.lr == stage2.lr and got.shapes_radius_px == stage2.shapes_radius_px and got.init_weights == stage2.init_weights
+    with pytest.raises(FileNotFoundError, match="--recipe"):
+        bad = parser.parse_args(["train-model", "--recipe", str(tmp_path / "missing.json")])
+        bad.func(bad)
+    with pytest.raises(ValueError, match="unknown fields"):
+        train_tiny.config_from_dict({"learning_rate": 1.0})
