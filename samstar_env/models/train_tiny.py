@@ -89,6 +89,12 @@ class TrainConfig:
     """Prompts (ground-truth instances) decoded per image."""
     box_fraction: float = 0.3
     """Fraction of prompts that are jittered boxes (single-mask output); the rest are single points (multimask)."""
+    background_fraction: float = 0.0
+    """Fraction of point prompts placed on background pixels, with an empty target and IoU target 0.
+
+    SAM's training prompts only objects, so its IoU head never learns that a point on the support film
+    gives no particle; the automatic mask generator prompts a grid, and most grid points of a
+    micrograph fall on background. With these prompts, ``pred_iou_thresh`` filters their masks."""
     point_multimask: bool = True
     """Point prompts use SAM's three-mask output with the min loss; False trains the single-mask output.
 
@@ -433,6 +439,15 @@ def make_sample(
             ys, xs = np.nonzero(targets[i].numpy())
             j = int(rng.integers(0, ys.size))
             points[i] = (xs[j], ys[j])
+        n_bg = min(n_pt, int(round(n_pt * config.background_fraction)))
+        if n_bg:
+            bg_ys, bg_xs = np.nonzero(lab_r.numpy() == 0)
+            if bg_ys.size:
+                # The last n_bg point prompts move to background pixels; their target is empty.
+                for i in range(n_pt - n_bg, n_pt):
+                    j = int(rng.integers(0, bg_ys.size))
+                    points[i] = (bg_xs[j], bg_ys[j])
+                    targets[i] = 0.0
         boxes = np.zeros((n_box, 4), np.float32)
         for i in range(n_box):
             ys, xs = np.nonzero(targets[n_pt + i].numpy())
@@ -539,6 +554,8 @@ def batch_loss(
             # Same first step as Sam.postprocess_masks: bilinear to the padded model-input frame.
             logits = F.interpolate(low, (size, size), mode="bilinear", align_corners=False)
             focal, dice, iou_true = _mask_losses(logits, tgt, alpha=config.focal_alpha)
+            # A background prompt (empty target) has no particle to find: its IoU target is 0.
+            iou_true = torch.where((tgt.sum((-2, -1)) == 0)[:, None], torch.zeros_like(iou_true), iou_true)
             mask_loss = focal_weight * focal + config.dice_weight * dice
             best = mask_loss.argmin(dim=1)
             rows = torch.arange(mask_loss.shape[0], device=device)

@@ -239,3 +239,20 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
         bad.func(bad)
     with pytest.raises(ValueError, match="unknown fields"):
         train_tiny.config_from_dict({"learning_rate": 1.0})
+
+
+def test_background_prompts_have_empty_targets(tmp_path):
+    from samstar_env.models.train_tiny import make_sample
+
+    image, labels = ShapesPool(seed=1, size=128, radius_range_px=(6.0, 14.0)).get(0)
+    config = _config(tmp_path, prompts_per_image=8, box_fraction=0.25, background_fraction=0.5, min_crop_px=128)
+    sample = make_sample(image, labels, np.random.default_rng(0), config=config)
+    n_pt = sample.points.shape[0]
+    assert n_pt == 6 and sample.boxes.shape[0] == 2
+    empty = sample.targets.sum((-2, -1)) == 0
+    # The last half of the point prompts are background prompts; boxes always frame a particle.
+    assert empty[:n_pt].tolist() == [False] * 3 + [True] * 3 and not empty[n_pt:].any()
+    for (x, y), target in zip(sample.points[:3].long().tolist(), sample.targets[:3]):
+        assert target[y, x] == 1.0  # object prompts lie inside their particle
+    loss, parts = batch_loss(build_tiny_sam(TEST_SAM_CONFIG, seed=0), [sample], config=config)
+    assert torch.isfinite(loss) and parts["iou_mse"] >= 0.0
