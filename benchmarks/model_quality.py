@@ -41,6 +41,8 @@ class Args:
     """Synthetic tasks evaluated on their held-out test seeds."""
     images_per_task: int = 4
     """Test seeds per task (the first ones of split_seeds(task, 'test'))."""
+    size: int = 0
+    """Side of the synthetic test images in pixels (0: the generators' default, 512; tune/bench tasks use 256)."""
     emps_images: int = 30
     """emps-dev images evaluated (0 skips emps-dev)."""
     points_per_side: tuple[int, ...] = (32,)
@@ -49,6 +51,8 @@ class Args:
     """pred_iou_thresh values of the oracle grid."""
     stability_score_thresh: tuple[float, ...] = (0.6, 0.7, 0.8, 0.9, 0.95)
     """stability_score_thresh values of the oracle grid."""
+    box_nms_thresh: tuple[float, ...] = (0.7,)
+    """box_nms_thresh values of the oracle grid (SAM's default 0.7)."""
     latency_repeats: int = 5
     """Timed repeats per image size (the median is reported)."""
     threads: int = 2
@@ -78,10 +82,12 @@ def parse_args() -> Args:
     p.add_argument("--model", default=d.model)
     p.add_argument("--tasks", default=",".join(d.tasks))
     p.add_argument("--images-per-task", type=int, default=d.images_per_task)
+    p.add_argument("--size", type=int, default=d.size)
     p.add_argument("--emps-images", type=int, default=d.emps_images)
     p.add_argument("--points-per-side", default=",".join(map(str, d.points_per_side)))
     p.add_argument("--pred-iou-thresh", default=",".join(map(str, d.pred_iou_thresh)))
     p.add_argument("--stability-score-thresh", default=",".join(map(str, d.stability_score_thresh)))
+    p.add_argument("--box-nms-thresh", default=",".join(map(str, d.box_nms_thresh)))
     p.add_argument("--latency-repeats", type=int, default=d.latency_repeats)
     p.add_argument("--threads", type=int, default=d.threads)
     p.add_argument("--out", default=None)
@@ -92,10 +98,12 @@ def parse_args() -> Args:
         model=a.model,
         tasks=tuple(t for t in a.tasks.split(",") if t),
         images_per_task=a.images_per_task,
+        size=a.size,
         emps_images=a.emps_images,
         points_per_side=tuple(int(v) for v in a.points_per_side.split(",") if v),
         pred_iou_thresh=floats(a.pred_iou_thresh),
         stability_score_thresh=floats(a.stability_score_thresh),
+        box_nms_thresh=floats(a.box_nms_thresh),
         latency_repeats=a.latency_repeats,
         threads=a.threads,
         out=a.out,
@@ -133,9 +141,9 @@ def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
 
     default = AmgParams()
     grid = [
-        AmgParams(points_per_side=pps, pred_iou_thresh=piou, stability_score_thresh=stab)
-        for pps, piou, stab in itertools.product(
-            sorted(set(args.points_per_side) | {32}), args.pred_iou_thresh, args.stability_score_thresh
+        AmgParams(points_per_side=pps, pred_iou_thresh=piou, stability_score_thresh=stab, box_nms_thresh=nms)
+        for pps, piou, stab, nms in itertools.product(
+            sorted(set(args.points_per_side) | {32}), args.pred_iou_thresh, args.stability_score_thresh, args.box_nms_thresh
         )
     ]
     f1 = np.zeros((len(grid), len(images)))
@@ -157,7 +165,7 @@ def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
         f1_default=float(np.mean(f1_default)),
         f1_oracle=float(f1[best].mean()),
         oracle_params={"points_per_side": bp.points_per_side, "pred_iou_thresh": bp.pred_iou_thresh,
-                       "stability_score_thresh": bp.stability_score_thresh},
+                       "stability_score_thresh": bp.stability_score_thresh, "box_nms_thresh": bp.box_nms_thresh},
         per_image_f1_oracle=[round(float(v), 4) for v in f1[best]],
     )
 
@@ -183,7 +191,7 @@ def main() -> None:
         engine = MaskEngine(model)
         for task in args.tasks:
             seeds = split_seeds(task, "test")[: args.images_per_task]
-            results.append(evaluate(engine, task, [generate(task, s) for s in seeds], args))
+            results.append(evaluate(engine, task, [generate(task, s, **({"size": (args.size, args.size)} if args.size else {})) for s in seeds], args))
         if args.emps_images > 0:
             from samstar_env.data.loaders import load_folder
             from samstar_env.data.paths import data_root
@@ -200,7 +208,7 @@ def main() -> None:
         for r in results:
             op = r.oracle_params
             print(f"| {r.name} | {r.n_images} | {r.n_gt} | {r.f1_default:.3f} | {r.f1_oracle:.3f} | "
-                  f"pps {op['points_per_side']}, iou {op['pred_iou_thresh']}, stab {op['stability_score_thresh']} |")
+                  f"pps {op['points_per_side']}, iou {op['pred_iou_thresh']}, stab {op['stability_score_thresh']}, nms {op['box_nms_thresh']} |")
 
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
