@@ -866,6 +866,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attn-match-init", type=float, default=d.attn_match_init, help="decoder attention init k=q=scale*q; 0 for PyTorch's init (default %(default)s)")
     p.add_argument("--init-weights", default=None, help="start from these weights (fine-tuning) instead of random init")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
+    p.add_argument("--stop-at-step", type=int, default=None, help="stop (checkpoint and export) at this step without changing the schedule, as an interruption would")
     p.add_argument(
         "--recipe",
         default=None,
@@ -909,7 +910,7 @@ def _recipe_config(args: argparse.Namespace) -> TrainConfig:
 
 def _run_cli(args: argparse.Namespace) -> int:
     if args.recipe and not args.resume:
-        train(_recipe_config(args))
+        train(_recipe_config(args), stop_at_step=args.stop_at_step)
         return 0
     config = TrainConfig(
         run_dir=args.run_dir,
@@ -936,5 +937,5 @@ def _run_cli(args: argparse.Namespace) -> int:
         # A resumed run keeps the stored recipe; only the budget and the output may change.
         stored = json.loads((Path(config.run_dir) / "config.json").read_text())
         config = replace(config_from_dict(stored), max_minutes=config.max_minutes, output=config.output or stored["output"])
-    train(config, resume=args.resume)
+    train(config, resume=args.resume, stop_at_step=args.stop_at_step)
     return 0

@@ -126,7 +126,7 @@ def test_cli_parses_train_model(tmp_path, monkeypatch):
     from samstar_env.models import train_tiny
 
     seen = {}
-    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False: seen.update(config=config, resume=resume))
+    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, resume=resume))
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -216,23 +216,27 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
     from samstar_env.models import train_tiny
 
     recipes = sorted((Path(train_tiny.__file__).parent / "recipes").glob("*.json"))
-    assert [p.name for p in recipes] == ["samstar-tiny-stage1.json", "samstar-tiny-stage2.json"]
-    stage1, stage2 = (train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes)
-    # Stage 1 teaches prompt following on drawn particles with single-mask output; stage 2 starts
-    # from it (multimask, real and synthetic data).
+    assert [p.name for p in recipes] == [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)]
+    stage1, stage2, stage3, stage4 = (train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes)
+    # Stage 1 teaches prompt following on drawn particles with single-mask output; each later stage
+    # starts from the previous one's weights (multimask, real and synthetic data, then a stronger IoU
+    # head, then background prompts) and the last one writes the shipped weights.
     assert stage1.shapes_fraction == 1.0 and not stage1.point_multimask and stage1.init_weights is None
-    assert stage2.point_multimask and stage2.init_weights and stage2.real_fraction > 0 and stage2.tasks
+    assert stage2.point_multimask and stage2.real_fraction > 0 and stage2.tasks
+    for prev, nxt in ((stage1, stage2), (stage2, stage3), (stage3, stage4)):
+        assert nxt.init_weights == f"{prev.run_dir}/samstar_tiny.pt"
+    assert stage4.background_fraction > 0 and stage4.output == "samstar_env/models/weights/samstar_tiny.pt"
 
     seen = {}
-    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False: seen.update(config=config))
+    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, stop=stop_at_step))
     import argparse
 
     parser = argparse.ArgumentParser()
     train_tiny.add_cli(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["train-model", "--recipe", str(recipes[1]), "--run-dir", str(tmp_path), "--threads", "1"])
+    args = parser.parse_args(["train-model", "--recipe", str(recipes[1]), "--run-dir", str(tmp_path), "--threads", "1", "--stop-at-step", "7"])
     assert args.func(args) == 0
     got = seen["config"]
-    assert got.run_dir == str(tmp_path) and got.threads == 1
+    assert got.run_dir == str(tmp_path) and got.threads == 1 and seen["stop"] == 7
     assert got.lr == stage2.lr and got.shapes_radius_px == stage2.shapes_radius_px and got.init_weights == stage2.init_weights
     with pytest.raises(FileNotFoundError, match="--recipe"):
         bad = parser.parse_args(["train-model", "--recipe", str(tmp_path / "missing.json")])
@@ -252,7 +256,7 @@ def test_background_prompts_have_empty_targets(tmp_path):
     empty = sample.targets.sum((-2, -1)) == 0
     # The last half of the point prompts are background prompts; boxes always frame a particle.
     assert empty[:n_pt].tolist() == [False] * 3 + [True] * 3 and not empty[n_pt:].any()
-    for (x, y), target in zip(sample.points[:3].long().tolist(), sample.targets[:3]):
+    for (x, y), target in zip(sample.points[:3].long().tolist(), sample.targets[:3], strict=True):
         assert target[y, x] == 1.0  # object prompts lie inside their particle
     loss, parts = batch_loss(build_tiny_sam(TEST_SAM_CONFIG, seed=0), [sample], config=config)
     assert torch.isfinite(loss) and parts["iou_mse"] >= 0.0
