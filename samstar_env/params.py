@@ -273,7 +273,7 @@ class Dimension:
 # each offset. Everything else is a cheap filter replayed from the cache.
 DEFAULT_DIMENSIONS: tuple[Dimension, ...] = (
     Dimension("points_per_side", "grid", choices=(8, 12, 16, 24, 32, 48, 64)),
-    Dimension("pred_iou_thresh", "float", 0.3, 0.98),
+    Dimension("pred_iou_thresh", "float", 0.0, 0.98),
     Dimension("stability_score_thresh", "float", 0.5, 0.98),
     Dimension("stability_score_offset", "grid", choices=(0.5, 1.0, 1.5, 2.0)),
     Dimension("box_nms_thresh", "float", 0.3, 0.95),

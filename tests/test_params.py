@@ -69,7 +69,7 @@ def test_decode_extremes_and_clipping():
     space = ParamSpace.default()
     lo, hi = space.decode(-np.ones(space.dim)), space.decode(np.ones(space.dim))
     assert lo.points_per_side == 8 and hi.points_per_side == 64
-    assert lo.pred_iou_thresh == pytest.approx(0.3) and hi.pred_iou_thresh == pytest.approx(0.98)
+    assert lo.pred_iou_thresh == pytest.approx(0.0) and hi.pred_iou_thresh == pytest.approx(0.98)
     assert space.decode(5 * np.ones(space.dim)) == hi
     with pytest.raises(ValueError, match="expected 10"):
         space.decode(np.zeros(3))
