@@ -10,6 +10,7 @@ make_reference_front.py`` makes them and writes ``README.md`` beside them saying
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from importlib import resources
@@ -24,9 +25,36 @@ PROBLEM_FIELDS = ("tasks", "image_size", "n_images", "model", "space", "grids", 
 
 
 def problem_of(suite: Any) -> dict[str, Any]:
-    """The part of a suite that defines the problem a front was made on."""
+    """The part of a suite that defines the problem a front was made on.
+
+    It includes the sha256 of the model's weights, not only its name: retrained weights under the
+    same name (samstar-tiny) define another problem, and a front made on the old ones must not be
+    compared with runs on the new ones.
+    """
     d = suite.to_dict()
-    return {k: d[k] for k in PROBLEM_FIELDS}
+    out = {k: d[k] for k in PROBLEM_FIELDS}
+    out["model_sha256"] = model_sha256(str(d["model"]))
+    return out
+
+
+def model_sha256(model: str) -> str | None:
+    """sha256 of a registered model's weights (from its registration) or of a checkpoint file; None if unknown."""
+    from samstar_env.models.registry import file_sha256, list_models
+
+    for info in list_models():
+        if info.name == model:
+            return info.expected_sha256()
+    path = Path(model)
+    if not path.is_file():
+        return None
+    stat = path.stat()
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size, file_sha256)
+
+
+@functools.lru_cache(maxsize=8)
+def _file_digest(path: str, mtime_ns: int, size: int, hasher: Any) -> str:
+    # Keyed on mtime and size so a replaced checkpoint is hashed again; a multi-GB SAM is hashed once.
+    return str(hasher(path))
 
 
 def reference_front_path(suite: Any, task: str, *, root: str | Path | None = None) -> Path:
