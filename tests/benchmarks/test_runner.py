@@ -197,3 +197,37 @@ def test_reference_front_round_trip_and_problem_check(suite, tmp_path):
     write_reference_front(reference_front_path(other, "ito", root=tmp_path), suite=suite, reward_names=("a", "b"), front=front, how={})
     assert load_reference_front(other, "ito", reward_names=("a", "b"), root=tmp_path) is None
     assert load_reference_front(suite, "auco", reward_names=("a", "b"), root=tmp_path) is None
+
+
+def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
+    import json
+
+    from samstar_env.benchmarks.reference import (
+        load_reference_front,
+        model_sha256,
+        problem_of,
+        reference_front_path,
+    )
+    from samstar_env.benchmarks.suites import load_suite
+    from samstar_env.models.registry import file_sha256
+
+    quick = load_suite("quick")
+    # The shipped quick-suite fronts were made on the shipped samstar-tiny weights and load as such.
+    for task in quick.tasks:
+        data = json.loads(reference_front_path(quick, task).read_text())
+        names = tuple(data["reward_names"])
+        front = load_reference_front(quick, task, reward_names=names)
+        assert front is not None and front.shape == (len(data["front"]), len(names))
+    assert problem_of(quick)["model_sha256"] == model_sha256("samstar-tiny")
+    # Same model name, other weights: another problem, so the front is not used.
+    data = json.loads(reference_front_path(quick, "ito").read_text())
+    data["problem"]["model_sha256"] = "0" * 64
+    path = reference_front_path(quick, "ito", root=tmp_path)
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    assert load_reference_front(quick, "ito", reward_names=tuple(data["reward_names"]), root=tmp_path) is None
+    # A checkpoint passed by path is keyed on its bytes.
+    ckpt = tmp_path / "m.pt"
+    ckpt.write_bytes(b"weights")
+    assert model_sha256(str(ckpt)) == file_sha256(ckpt)
+    assert model_sha256(str(tmp_path / "missing.pt")) is None
