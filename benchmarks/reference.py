@@ -39,7 +39,7 @@ def problem_of(suite: Any) -> dict[str, Any]:
 
 def model_sha256(model: str) -> str | None:
     """sha256 of a registered model's weights (from its registration) or of a checkpoint file; None if unknown."""
-    from samstar_env.models.registry import file_sha256, list_models
+    from samstar_env.models.registry import list_models
 
     for info in list_models():
         if info.name == model:
@@ -48,13 +48,15 @@ def model_sha256(model: str) -> str | None:
     if not path.is_file():
         return None
     stat = path.stat()
-    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size, file_sha256)
+    return _file_digest(str(path.resolve()), stat.st_mtime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=8)
-def _file_digest(path: str, mtime_ns: int, size: int, hasher: Any) -> str:
+def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     # Keyed on mtime and size so a replaced checkpoint is hashed again; a multi-GB SAM is hashed once.
-    return str(hasher(path))
+    from samstar_env.models.registry import file_sha256
+
+    return file_sha256(path)
 
 
 def reference_front_path(suite: Any, task: str, *, root: str | Path | None = None) -> Path:

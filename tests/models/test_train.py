@@ -203,11 +203,25 @@ def test_shapes_fraction_enters_the_data_mix(tmp_path):
     assert pools[0][0].radius_range_px == (6.0, 30.0)
 
 
-def test_single_mask_point_training_runs(tmp_path, pools):
-    config = _config(tmp_path, point_multimask=False, box_fraction=0.0)
-    batch = draw_batch(pools, np.random.default_rng(0), config=config)
-    loss, parts = batch_loss(build_tiny_sam(TEST_SAM_CONFIG, seed=0), batch, config=config)
-    assert torch.isfinite(loss) and 0.0 <= parts["miou"] <= 1.0
+def test_point_multimask_option_reaches_the_decoder(tmp_path, pools):
+    sam = build_tiny_sam(TEST_SAM_CONFIG, seed=0)
+    calls: list[tuple[bool, int]] = []
+    decode = sam.mask_decoder.forward
+
+    def recording(**kw):
+        low, iou = decode(**kw)
+        calls.append((kw["multimask_output"], low.shape[1]))
+        return low, iou
+
+    sam.mask_decoder.forward = recording
+    for multimask in (True, False):
+        calls.clear()
+        config = _config(tmp_path, point_multimask=multimask, box_fraction=0.0)
+        batch = draw_batch(pools, np.random.default_rng(0), config=config)
+        loss, parts = batch_loss(sam, batch, config=config)
+        assert torch.isfinite(loss) and 0.0 <= parts["miou"] <= 1.0
+        # Point prompts decode three masks (SAM's multimask output) or the single-mask output.
+        assert calls == [(multimask, 3 if multimask else 1)] * len(batch)
 
 
 def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
