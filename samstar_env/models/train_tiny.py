@@ -33,7 +33,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -152,6 +152,13 @@ class TrainConfig:
     """Steps between progress lines and TensorBoard points."""
     threads: int = 2
     """torch CPU threads."""
+    data_workers: int = 0
+    """Processes that draw and augment batches (0: in the training loop, as on a 2-core CPU).
+
+    On a GPU the model step is far faster than drawing a batch in one process, so batches come from a
+    ``torch.utils.data.DataLoader`` of this many workers. The stream is deterministic for a given
+    seed, worker count and resume step (worker ``i`` of a run resumed at step ``s`` draws from
+    ``numpy.random.default_rng([seed, s, i])``), but differs from the in-loop stream."""
     device: str = "auto"
     """'auto' (CUDA when available), 'cpu' or 'cuda'."""
     tensorboard: bool = True
@@ -479,6 +486,51 @@ def draw_batch(
     return out
 
 
+def _identity(batch: Any) -> Any:
+    return batch
+
+
+class _BatchStream(torch.utils.data.IterableDataset):
+    """Endless batches of :func:`draw_batch`; each DataLoader worker has its own seeded generator."""
+
+    def __init__(self, pools: Sequence[tuple[ImagePool, float]], *, config: TrainConfig, start_step: int) -> None:
+        super().__init__()
+        self.pools, self.config, self.start_step = pools, config, start_step
+
+    def __iter__(self) -> Iterator[list[Sample]]:
+        info = torch.utils.data.get_worker_info()
+        worker = info.id if info is not None else 0
+        if info is not None:
+            # Ctrl-C or `timeout` signal the whole process group: the main process must finish its step,
+            # checkpoint and then end the workers, so a worker that died first would break that.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        # One thread per worker: the workers already fill the cores, and nested pools oversubscribe them.
+        torch.set_num_threads(1)
+        rng = np.random.default_rng([self.config.seed, self.start_step, worker])
+        while True:
+            yield draw_batch(self.pools, rng, config=self.config)
+
+
+def batch_source(
+    pools: Sequence[tuple[ImagePool, float]], rng: np.random.Generator, *, config: TrainConfig, start_step: int = 0, pin: bool = False
+) -> Iterator[list[Sample]]:
+    """Endless training batches: drawn in the loop from ``rng`` (``data_workers`` 0, exact resume) or by
+    ``config.data_workers`` DataLoader processes (``rng`` unused; see ``TrainConfig.data_workers``)."""
+    if config.data_workers <= 0:
+        while True:
+            yield draw_batch(pools, rng, config=config)
+    loader = torch.utils.data.DataLoader(
+        _BatchStream(pools, config=config, start_step=start_step),
+        batch_size=None,
+        collate_fn=_identity,
+        num_workers=config.data_workers,
+        pin_memory=pin,
+        prefetch_factor=4,
+    )
+    yield from loader
+
+
 # --------------------------------------------------------------------------------------------- loss
 
 
@@ -529,7 +581,8 @@ def batch_loss(
     emb = sam.image_encoder(x)
     pe = sam.prompt_encoder.get_dense_pe()
     totals: list[torch.Tensor] = []
-    parts = {"focal": 0.0, "dice": 0.0, "iou_mse": 0.0, "miou": 0.0}
+    # Parts are summed on the device and read once: a read per decode would stall a GPU 4x per job.
+    sums = torch.zeros(4, device=device)
     n_total = 0
     for b, s in enumerate(samples):
         targets = s.targets.to(device)
@@ -563,12 +616,12 @@ def batch_loss(
             totals.append(mask_loss[rows, best] + config.iou_weight * iou_mse)
             n_total += int(tgt.shape[0])
             with torch.no_grad():
-                parts["focal"] += float(focal[rows, best].sum())
-                parts["dice"] += float(dice[rows, best].sum())
-                parts["iou_mse"] += float(iou_mse.sum())
-                parts["miou"] += float(iou_true[rows, best].sum())
+                sums += torch.stack(
+                    [focal[rows, best].sum(), dice[rows, best].sum(), iou_mse.sum(), iou_true[rows, best].sum()]
+                )
     loss = torch.cat(totals).mean()
-    return loss, {k: v / max(n_total, 1) for k, v in parts.items()}
+    values = (sums / max(n_total, 1)).tolist()
+    return loss, dict(zip(("focal", "dice", "iou_mse", "miou"), values, strict=True))
 
 
 # --------------------------------------------------------------------------------------------- I/O
@@ -776,6 +829,7 @@ def train(
         for sig in (signal.SIGINT, signal.SIGTERM):
             old_handlers[sig] = signal.signal(sig, _request_stop)
 
+    batches = batch_source(pools, rng, config=config, start_step=step, pin=use_cuda)
     while step < config.max_steps and (budget_s is None or elapsed() < budget_s) and not stop["flag"]:
         if stop_at_step is not None and step >= stop_at_step:
             break
@@ -786,7 +840,7 @@ def train(
         lr = _lr_at(step, progress, config)
         for g in opt.param_groups:
             g["lr"] = lr
-        samples = draw_batch(pools, rng, config=config)
+        samples = next(batches)
         loss, parts = batch_loss(sam, samples, config=config, step=step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -824,6 +878,7 @@ def train(
                 save_weights(sam, config.model, run_dir / "snapshots" / f"step{step:06d}.pt")
             last_ckpt = time.monotonic()
 
+    batches.close()  # ends the DataLoader workers, if any
     for sig, handler in old_handlers.items():
         signal.signal(sig, handler)
     _save_checkpoint(config, sam, opt, step, rng, elapsed())
@@ -863,6 +918,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=d.checkpoint_minutes, help="checkpoint interval (default %(default)s)")
     p.add_argument("--threads", type=int, default=d.threads, help="torch CPU threads (default %(default)s)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=d.device, help="device (default %(default)s)")
+    p.add_argument("--data-workers", type=int, default=d.data_workers, help="processes drawing batches, e.g. on a GPU machine (default %(default)s: in the loop)")
     p.add_argument("--attn-match-init", type=float, default=d.attn_match_init, help="decoder attention init k=q=scale*q; 0 for PyTorch's init (default %(default)s)")
     p.add_argument("--init-weights", default=None, help="start from these weights (fine-tuning) instead of random init")
     p.add_argument("--resume", action="store_true", help="continue from <run-dir>/checkpoint.pt")
@@ -871,7 +927,7 @@ def add_cli(subparsers: argparse._SubParsersAction) -> None:
         "--recipe",
         default=None,
         help="a TrainConfig JSON (e.g. samstar_env/models/recipes/*.json, or a run's config.json): every field "
-        "comes from it except --run-dir, --output, --init-weights, --max-minutes, --threads and --device when given",
+        "comes from it except --run-dir, --output, --init-weights, --max-minutes, --threads, --device and --data-workers when given",
     )
     p.set_defaults(func=_run_cli)
 
@@ -905,6 +961,8 @@ def _recipe_config(args: argparse.Namespace) -> TrainConfig:
         overrides["threads"] = args.threads
     if args.device != defaults.device:
         overrides["device"] = args.device
+    if args.data_workers != defaults.data_workers:
+        overrides["data_workers"] = args.data_workers
     return replace(config, **overrides)
 
 
@@ -930,12 +988,18 @@ def _run_cli(args: argparse.Namespace) -> int:
         checkpoint_minutes=args.checkpoint_minutes,
         threads=args.threads,
         device=args.device,
+        data_workers=args.data_workers,
         init_weights=args.init_weights,
         attn_match_init=args.attn_match_init,
     )
     if args.resume:
         # A resumed run keeps the stored recipe; only the budget and the output may change.
         stored = json.loads((Path(config.run_dir) / "config.json").read_text())
-        config = replace(config_from_dict(stored), max_minutes=config.max_minutes, output=config.output or stored["output"])
+        config = replace(
+            config_from_dict(stored),
+            max_minutes=config.max_minutes if config.max_minutes is not None else stored.get("max_minutes"),
+            output=config.output or stored["output"],
+            data_workers=config.data_workers if args.data_workers != TrainConfig.data_workers else stored.get("data_workers", 0),
+        )
     train(config, resume=args.resume, stop_at_step=args.stop_at_step)
     return 0

@@ -108,6 +108,23 @@ def test_resume_continues_identically(tmp_path, pools):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_data_workers_stream_is_deterministic_and_resumable(tmp_path, pools):
+    # Two worker processes (as on a GPU machine): same seed, same losses; another seed differs; a
+    # resumed run reads its workers' streams from the resume step and finishes the schedule.
+    a = train(_config(tmp_path / "a", data_workers=2), pools=pools).losses
+    b = train(_config(tmp_path / "b", data_workers=2), pools=pools).losses
+    assert a == b and len(a) == 6
+    assert a != train(_config(tmp_path / "c", data_workers=2, seed=1), pools=pools).losses
+    # The worker stream is not the in-loop stream (documented), so the losses differ from workers 0.
+    assert a != train(_config(tmp_path / "d"), pools=pools).losses
+    config = _config(tmp_path / "split", data_workers=2)
+    first = train(config, pools=pools, stop_at_step=3)
+    rest = train(config, pools=pools, resume=True)
+    assert first.losses == a[:3] and rest.steps == 6
+    train(_config(tmp_path / "split2", data_workers=2), pools=pools, stop_at_step=3)
+    assert train(_config(tmp_path / "split2", data_workers=2), pools=pools, resume=True).losses == rest.losses
+
+
 def test_weights_format_and_hash(tmp_path):
     sam = build_tiny_sam(TEST_SAM_CONFIG, seed=0)
     path = tmp_path / "w.pt"
@@ -230,8 +247,13 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
     from samstar_env.models import train_tiny
 
     recipes = sorted((Path(train_tiny.__file__).parent / "recipes").glob("*.json"))
-    assert [p.name for p in recipes] == [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)]
-    stage1, stage2, stage3, stage4 = (train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes)
+    names = [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)] + ["samstar-tiny-stage5-gpu.json"]
+    assert [p.name for p in recipes] == names
+    stage1, stage2, stage3, stage4, stage5 = (
+        train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes
+    )
+    # Stage 5 continues from v1 (stage 4's shipped weights) on a GPU machine, with DataLoader workers.
+    assert stage5.init_weights == stage4.output and stage5.data_workers > 0 and stage5.images_per_step > 2
     # Stage 1 teaches prompt following on drawn particles with single-mask output; each later stage
     # starts from the previous one's weights (multimask, real and synthetic data, then a stronger IoU
     # head, then background prompts) and the last one writes the shipped weights.
