@@ -1,0 +1,165 @@
+"""GPU check: the engine and the training step on CUDA, against the CPU, side by side in one run.
+
+Run on a machine with a CUDA GPU (it exits with status 2 when there is none)::
+
+    python benchmarks/gpu_check.py --model samstar-tiny --size 512
+
+It prints, for one synthetic test micrograph:
+
+1. **Agreement**: ``SamAutomaticMaskGenerator`` on the CPU (the reference), the same on CUDA, and
+   ``MaskEngine`` on CUDA, at a few parameter sets. GPU kernels round differently from the CPU's, so
+   masks near a threshold can flip; the script reports mask counts and the fraction of CPU masks
+   matched at IoU >= 0.9 instead of demanding bit-equality (which the CPU test suite checks).
+2. **Speed**: AMG seconds per image on each device, and the ratio.
+3. **Training step**: where one ``batch_loss`` + backward step of the GPU recipe spends its time
+   (image encoder versus the per-image prompt decoding), to know what a larger GPU run is bound by.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def _match_fraction(ref: list[np.ndarray], got: list[np.ndarray], *, iou: float = 0.9) -> float:
+    """Fraction of reference masks that some mask of ``got`` overlaps at IoU >= ``iou``."""
+    if not ref:
+        return 1.0 if not got else 0.0
+    if not got:
+        return 0.0
+    a = np.stack([m.ravel() for m in ref]).astype(np.float32)
+    b = np.stack([m.ravel() for m in got]).astype(np.float32)
+    inter = a @ b.T
+    union = a.sum(1)[:, None] + b.sum(1)[None, :] - inter
+    ious = inter / np.maximum(union, 1.0)
+    return float((ious.max(axis=1) >= iou).mean())
+
+
+def _timed(fn, *, cuda: bool):  # type: ignore[no-untyped-def]
+    if cuda:
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    out = fn()
+    if cuda:
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - t
+
+
+def check_engine(model_name: str, size: int) -> list[dict]:
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from samstar_env.data.synthetic import generate, split_seeds
+    from samstar_env.engine import MaskEngine
+    from samstar_env.models.registry import load_sam
+    from samstar_env.params import AmgParams
+
+    micrograph = generate("perovskite", split_seeds("perovskite", "test")[0], size=(size, size))
+    grey = np.asarray(micrograph.image, np.float32)
+    image = np.repeat(np.clip(np.rint(grey * 255), 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    cpu_model = load_sam(model_name, device="cpu")
+    gpu_model = load_sam(model_name, device="cuda")
+    engine = MaskEngine(gpu_model)
+    rows = []
+    for params in (
+        AmgParams(pred_iou_thresh=0.0, stability_score_thresh=0.9, box_nms_thresh=0.5),
+        AmgParams(points_per_side=16, pred_iou_thresh=0.1, stability_score_thresh=0.8),
+        AmgParams(points_per_side=16, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.9),
+    ):
+        kwargs = params.to_kwargs()
+        ref, t_cpu = _timed(lambda: SamAutomaticMaskGenerator(cpu_model, **kwargs).generate(image), cuda=False)
+        amg_gpu, t_gpu = _timed(lambda: SamAutomaticMaskGenerator(gpu_model, **kwargs).generate(image), cuda=True)
+        engine.clear_cache()
+        eng, t_eng = _timed(lambda: engine.generate(image, params).to_amg_records(), cuda=True)
+        ref_m = [r["segmentation"] for r in ref]
+        row = {
+            "params": {k: kwargs[k] for k in ("points_per_side", "crop_n_layers", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")},
+            "masks_cpu_amg": len(ref),
+            "masks_cuda_amg": len(amg_gpu),
+            "masks_cuda_engine": len(eng),
+            "matched_cuda_amg": _match_fraction(ref_m, [r["segmentation"] for r in amg_gpu]),
+            "matched_cuda_engine": _match_fraction(ref_m, [r["segmentation"] for r in eng]),
+            "s_cpu_amg": t_cpu,
+            "s_cuda_amg": t_gpu,
+            "s_cuda_engine_cold": t_eng,
+        }
+        rows.append(row)
+        print(
+            f"pps {kwargs['points_per_side']:>2} crops {kwargs['crop_n_layers']}: masks cpu {len(ref)} / cuda {len(amg_gpu)} / "
+            f"engine {len(eng)}; matched@0.9 amg {row['matched_cuda_amg']:.3f} engine {row['matched_cuda_engine']:.3f}; "
+            f"s cpu {t_cpu:.2f} cuda {t_gpu:.2f} engine {t_eng:.2f} (cpu/cuda x{t_cpu / max(t_gpu, 1e-9):.1f})",
+            flush=True,
+        )
+    return rows
+
+
+def profile_train_step(recipe: str, steps: int) -> dict:
+    from dataclasses import replace
+
+    from samstar_env.models.train_tiny import ShapesPool, batch_loss, config_from_dict, draw_batch
+    from samstar_env.models.tiny import build_tiny_sam
+
+    config = config_from_dict(json.loads(Path(recipe).read_text()))
+    config = replace(config, init_weights=None)
+    sam = build_tiny_sam(config.model, seed=0).cuda().train()
+    opt = torch.optim.AdamW(sam.parameters(), lr=1e-4)
+    pools = [(ShapesPool(seed=0, size=config.model.img_size), 1.0)]
+    batches = [draw_batch(pools, np.random.default_rng(i), config=config) for i in range(steps + 2)]
+    enc_s, step_s = [], []
+    for i, samples in enumerate(batches):
+        x = torch.stack([sam.preprocess(s.image.cuda()) for s in samples])
+        _, t_enc = _timed(lambda: sam.image_encoder(x).sum().backward(), cuda=True)
+        opt.zero_grad(set_to_none=True)
+
+        def step() -> None:
+            loss, _ = batch_loss(sam, samples, config=config)
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        _, t_step = _timed(step, cuda=True)
+        if i >= 2:  # the first steps pay for CUDA kernel selection
+            enc_s.append(t_enc)
+            step_s.append(t_step)
+    out = {
+        "images_per_step": config.images_per_step,
+        "prompts_per_image": config.prompts_per_image,
+        "s_step_median": float(np.median(step_s)),
+        "s_encoder_fwd_bwd_median": float(np.median(enc_s)),
+    }
+    print(
+        f"train step ({config.images_per_step} images x {config.prompts_per_image} prompts): {out['s_step_median']:.3f} s median, "
+        f"of which the image encoder fwd+bwd {out['s_encoder_fwd_bwd_median']:.3f} s; the rest is per-image decoding",
+        flush=True,
+    )
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", default="samstar-tiny")
+    p.add_argument("--size", type=int, default=512)
+    p.add_argument("--recipe", default="samstar_env/models/recipes/samstar-tiny-stage5-gpu.json")
+    p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--out", default=None, help="write the figures as JSON here")
+    a = p.parse_args(argv)
+    if not torch.cuda.is_available():
+        print("gpu_check: no CUDA device on this machine", file=sys.stderr)
+        return 2
+    print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+    result = {"device": torch.cuda.get_device_name(0), "engine": check_engine(a.model, a.size)}
+    result["train_step"] = profile_train_step(a.recipe, a.train_steps)
+    if a.out:
+        Path(a.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
