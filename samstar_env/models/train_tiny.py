@@ -241,6 +241,14 @@ class EmpsPool:
     def get(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         return self._items[index]
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Sent to DataLoader worker processes: the folder, not hundreds of MB of decoded images.
+        return {"root": self.root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.root, self._items = state["root"], []
+        self.__post_init__()
+
 
 @dataclass
 class SyntheticPool:
@@ -539,6 +547,9 @@ def batch_source(
         batch_size=None,
         collate_fn=_identity,
         num_workers=config.data_workers,
+        # Not fork: a process forked while other threads hold locks (BLAS, CUDA, a Dask client,
+        # a notebook's) can deadlock; forkserver children start from a clean single-threaded server.
+        multiprocessing_context="forkserver",
         pin_memory=pin,
         prefetch_factor=4,
     )
@@ -806,7 +817,8 @@ def train(
         sam.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
-        torch.set_rng_state(state["torch_rng"])
+        # map_location moved every tensor to the device; the CPU generator state must stay on the CPU.
+        torch.set_rng_state(state["torch_rng"].cpu())
         step, elapsed_before = int(state["step"]), float(state["elapsed_s"])
         print(f"resumed from {ckpt} at step {step}", flush=True)
     else:
