@@ -43,11 +43,12 @@ def _match_fraction(ref: list[np.ndarray], got: list[np.ndarray], *, iou: float 
     return float((ious.max(axis=1) >= iou).mean())
 
 
-def _timed(fn, *, cuda: bool):  # type: ignore[no-untyped-def]
+def _timed(fn, *args, cuda: bool):  # type: ignore[no-untyped-def]
+    """``fn(*args)`` and its wall time, synchronizing the GPU before and after when ``cuda``."""
     if cuda:
         torch.cuda.synchronize()
     t = time.perf_counter()
-    out = fn()
+    out = fn(*args)
     if cuda:
         torch.cuda.synchronize()
     return out, time.perf_counter() - t
@@ -74,10 +75,11 @@ def check_engine(model_name: str, size: int) -> list[dict]:
         AmgParams(points_per_side=16, crop_n_layers=1, pred_iou_thresh=0.0, stability_score_thresh=0.9),
     ):
         kwargs = params.to_kwargs()
-        ref, t_cpu = _timed(lambda: SamAutomaticMaskGenerator(cpu_model, **kwargs).generate(image), cuda=False)
-        amg_gpu, t_gpu = _timed(lambda: SamAutomaticMaskGenerator(gpu_model, **kwargs).generate(image), cuda=True)
+        ref, t_cpu = _timed(SamAutomaticMaskGenerator(cpu_model, **kwargs).generate, image, cuda=False)
+        amg_gpu, t_gpu = _timed(SamAutomaticMaskGenerator(gpu_model, **kwargs).generate, image, cuda=True)
         engine.clear_cache()
-        eng, t_eng = _timed(lambda: engine.generate(image, params).to_amg_records(), cuda=True)
+        masks, t_eng = _timed(engine.generate, image, params, cuda=True)
+        eng = masks.to_amg_records()
         ref_m = [r["segmentation"] for r in ref]
         row = {
             "params": {k: kwargs[k] for k in ("points_per_side", "crop_n_layers", "pred_iou_thresh", "stability_score_thresh", "box_nms_thresh")},
@@ -100,11 +102,20 @@ def check_engine(model_name: str, size: int) -> list[dict]:
     return rows
 
 
+def _train_step(sam, opt, samples, config) -> None:  # type: ignore[no-untyped-def]
+    from samstar_env.models.train_tiny import batch_loss
+
+    loss, _ = batch_loss(sam, samples, config=config)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
 def profile_train_step(recipe: str, steps: int) -> dict:
     from dataclasses import replace
 
-    from samstar_env.models.train_tiny import ShapesPool, batch_loss, config_from_dict, draw_batch
     from samstar_env.models.tiny import build_tiny_sam
+    from samstar_env.models.train_tiny import ShapesPool, config_from_dict, draw_batch
 
     config = config_from_dict(json.loads(Path(recipe).read_text()))
     config = replace(config, init_weights=None)
@@ -115,16 +126,10 @@ def profile_train_step(recipe: str, steps: int) -> dict:
     enc_s, step_s = [], []
     for i, samples in enumerate(batches):
         x = torch.stack([sam.preprocess(s.image.cuda()) for s in samples])
-        _, t_enc = _timed(lambda: sam.image_encoder(x).sum().backward(), cuda=True)
+        _, t_enc = _timed(lambda images: sam.image_encoder(images).sum().backward(), x, cuda=True)
         opt.zero_grad(set_to_none=True)
 
-        def step() -> None:
-            loss, _ = batch_loss(sam, samples, config=config)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-
-        _, t_step = _timed(step, cuda=True)
+        _, t_step = _timed(_train_step, sam, opt, samples, config, cuda=True)
         if i >= 2:  # the first steps pay for CUDA kernel selection
             enc_s.append(t_enc)
             step_s.append(t_step)
