@@ -147,7 +147,22 @@ def _read_checkpoint(path: Path) -> Any:
     try:
         # weights_only: a checkpoint is data; never run code from a file a user points us to.
         return torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, OSError, UnicodeDecodeError, AttributeError) as exc:
+    except (
+        pickle.UnpicklingError,
+        RuntimeError,
+        EOFError,
+        ValueError,
+        OSError,
+        UnicodeDecodeError,
+        AttributeError,
+        # Arbitrary bytes reach the unpickler's internals: a memo lookup of a garbage index, a
+        # garbage opcode argument, a bad struct length (seen with random files).
+        KeyError,
+        IndexError,
+        TypeError,
+        OverflowError,
+        MemoryError,
+    ) as exc:
         raise ValueError(
             f"{path} is not a PyTorch checkpoint of a SAM model (torch.load failed: {str(exc).splitlines()[0][:200]})"
         ) from exc

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -84,10 +84,19 @@ def test_real_vit_b_checkpoint(tmp_path):
 def test_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint file"):
         load_sam(tmp_path / "missing.pt")
-    rnd = tmp_path / "random.bin"
-    rnd.write_bytes(os.urandom(2048))
-    with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
-        load_sam(rnd)
+    # Random bytes, seeded: garbage fails in many places inside torch.load (pickle opcodes, a memo
+    # index that does not exist, zip headers); each must be the same clear error.
+    rng = np.random.default_rng(0)
+    for k in range(200):
+        rnd = tmp_path / f"random{k}.bin"
+        rnd.write_bytes(rng.bytes(int(rng.integers(1, 4096))))
+        with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+            load_sam(rnd)
+    for blob in (b"\x80\x02h\xff\xff\xff\xff", b"\x80\x02j\xe5\x8a\xdc\xad"):  # BINGET/LONG_BINGET of no memo
+        rnd = tmp_path / "memo.bin"
+        rnd.write_bytes(blob)
+        with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
+            load_sam(rnd)
     js = tmp_path / "params.json"
     js.write_text(json.dumps({"points_per_side": 32}))
     with pytest.raises(ValueError, match="not a PyTorch checkpoint"):
