@@ -48,8 +48,10 @@ Measured fidelity (``benchmarks/reward_fidelity.py --n-params 150``, samstar-tin
 between the preset's scalarization and ground-truth F1 over the parameter sets that segment every
 image): perovskite +0.62, ito +0.81, auco +0.37 with ``duplicate_free`` in the AuCo preset, whose
 own rho there was -0.64 (few masks have no duplicates, and AuCo's better segmentations nest small
-particles in aggregates); with ``count_plausibility`` (+0.61 alone) in its place, auco +0.82 on the
-same evaluations. On v1, whose F1 spanned only 0-0.008 on AuCo, the same swap gave +0.49 -> +0.24.
+particles in aggregates); with ``count_plausibility`` (+0.61 alone) in its place, auco +0.80 on the
+same parameter sets and +0.69 on another 150 (``--seed 1``, where ``duplicate_free`` alone gave
+-0.71). On v1's evaluations, whose F1 spanned only 0-0.008 on AuCo, the swap computed offline gave
++0.49 -> +0.24: with a model that finds almost nothing, the ranking is noise.
 
 ``latency`` is in no preset (it needs the AMG parameters and is a property of the machine, not of
 the sample); add it for real-time tuning: ``RewardSuite([*preset("ito").names, "latency"])``.
