@@ -12,7 +12,9 @@ It prints, for one synthetic test micrograph:
    matched at IoU >= 0.9 instead of demanding bit-equality (which the CPU test suite checks).
 2. **Speed**: AMG seconds per image on each device, and the ratio.
 3. **Training step**: where one ``batch_loss`` + backward step of the GPU recipe spends its time
-   (image encoder versus the per-image prompt decoding), to know what a larger GPU run is bound by.
+   (image encoder, prompt decoding), and the point-prompt decoding done SAM's way (one decoder call
+   per image) against one batched call (``decode_prompts``), side by side on the same prompts.
+   ``--profile-only-cpu`` runs this part alone on the CPU.
 """
 
 from __future__ import annotations
@@ -111,37 +113,70 @@ def _train_step(sam, opt, samples, config) -> None:  # type: ignore[no-untyped-d
     opt.zero_grad(set_to_none=True)
 
 
-def profile_train_step(recipe: str, steps: int) -> dict:
+def _decode_per_image(sam, emb, pe, samples, multimask: bool):  # type: ignore[no-untyped-def]
+    """SAM's own call pattern: one decoder call per image (what batch_loss did before decode_prompts)."""
+    outs = []
+    for b, s in enumerate(samples):
+        n = s.points.shape[0]
+        coords = s.points.to(emb.device)[:, None, :]
+        labels = torch.ones((n, 1), dtype=torch.int, device=emb.device)
+        sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        outs.append(sam.mask_decoder(image_embeddings=emb[b : b + 1], image_pe=pe, sparse_prompt_embeddings=sparse,
+                                     dense_prompt_embeddings=dense, multimask_output=multimask)[0])
+    torch.cat(outs).float().mean().backward()
+
+
+def _decode_batched(sam, emb, pe, samples, multimask: bool):  # type: ignore[no-untyped-def]
+    """All prompts of the step in one call (samstar_env.models.train_tiny.decode_prompts)."""
+    from samstar_env.models.train_tiny import decode_prompts
+
+    coords = torch.cat([s.points for s in samples]).to(emb.device)[:, None, :]
+    labels = torch.ones((coords.shape[0], 1), dtype=torch.int, device=emb.device)
+    index = torch.cat([torch.full((s.points.shape[0],), b) for b, s in enumerate(samples)]).to(emb.device)
+    sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+    decode_prompts(sam, emb[index], pe, sparse, dense, multimask=multimask)[0].float().mean().backward()
+
+
+def profile_train_step(recipe: str, steps: int, device: str) -> dict:
     from dataclasses import replace
 
     from samstar_env.models.tiny import build_tiny_sam
     from samstar_env.models.train_tiny import ShapesPool, config_from_dict, draw_batch
 
+    cuda = device.startswith("cuda")
     config = config_from_dict(json.loads(Path(recipe).read_text()))
     config = replace(config, init_weights=None)
-    sam = build_tiny_sam(config.model, seed=0).cuda().train()
+    sam = build_tiny_sam(config.model, seed=0).to(device).train()
     opt = torch.optim.AdamW(sam.parameters(), lr=1e-4)
     pools = [(ShapesPool(seed=0, size=config.model.img_size), 1.0)]
     batches = [draw_batch(pools, np.random.default_rng(i), config=config) for i in range(steps + 2)]
-    enc_s, step_s = [], []
+    times: dict[str, list[float]] = {"step": [], "encoder": [], "decode_per_image": [], "decode_batched": []}
     for i, samples in enumerate(batches):
-        x = torch.stack([sam.preprocess(s.image.cuda()) for s in samples])
-        _, t_enc = _timed(lambda images: sam.image_encoder(images).sum().backward(), x, cuda=True)
+        x = torch.stack([sam.preprocess(s.image.to(device)) for s in samples])
+        _, t_enc = _timed(lambda images: sam.image_encoder(images).sum().backward(), x, cuda=cuda)
+        with torch.no_grad():
+            emb = sam.image_encoder(x)
+        pe = sam.prompt_encoder.get_dense_pe()
+        # The two decode patterns side by side, same prompts, forward + backward, alternating order.
+        order = ("decode_per_image", "decode_batched") if i % 2 == 0 else ("decode_batched", "decode_per_image")
+        t_dec = {}
+        for name in order:
+            fn = _decode_per_image if name == "decode_per_image" else _decode_batched
+            _, t_dec[name] = _timed(fn, sam, emb, pe, samples, config.point_multimask, cuda=cuda)
         opt.zero_grad(set_to_none=True)
-
-        _, t_step = _timed(_train_step, sam, opt, samples, config, cuda=True)
-        if i >= 2:  # the first steps pay for CUDA kernel selection
-            enc_s.append(t_enc)
-            step_s.append(t_step)
-    out = {
-        "images_per_step": config.images_per_step,
-        "prompts_per_image": config.prompts_per_image,
-        "s_step_median": float(np.median(step_s)),
-        "s_encoder_fwd_bwd_median": float(np.median(enc_s)),
-    }
+        _, t_step = _timed(_train_step, sam, opt, samples, config, cuda=cuda)
+        if i >= 2:  # the first steps pay for kernel selection and allocator warm-up
+            times["step"].append(t_step)
+            times["encoder"].append(t_enc)
+            for name, t in t_dec.items():
+                times[name].append(t)
+    out = {f"s_{k}_median": float(np.median(v)) for k, v in times.items()}
+    out.update(images_per_step=config.images_per_step, prompts_per_image=config.prompts_per_image, device=device)
     print(
-        f"train step ({config.images_per_step} images x {config.prompts_per_image} prompts): {out['s_step_median']:.3f} s median, "
-        f"of which the image encoder fwd+bwd {out['s_encoder_fwd_bwd_median']:.3f} s; the rest is per-image decoding",
+        f"train step on {device} ({config.images_per_step} images x {config.prompts_per_image} prompts): "
+        f"{out['s_step_median']:.3f} s median; image encoder fwd+bwd {out['s_encoder_median']:.3f} s; "
+        f"point-prompt decoding fwd+bwd: per-image calls {out['s_decode_per_image_median']:.3f} s, one batched call "
+        f"{out['s_decode_batched_median']:.3f} s (x{out['s_decode_per_image_median'] / max(out['s_decode_batched_median'], 1e-9):.1f})",
         flush=True,
     )
     return out
@@ -153,14 +188,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--recipe", default="samstar_env/models/recipes/samstar-tiny-stage5-gpu.json")
     p.add_argument("--train-steps", type=int, default=5)
+    p.add_argument("--profile-only-cpu", action="store_true", help="only the training-step profile, on the CPU (no GPU needed)")
     p.add_argument("--out", default=None, help="write the figures as JSON here")
     a = p.parse_args(argv)
-    if not torch.cuda.is_available():
-        print("gpu_check: no CUDA device on this machine", file=sys.stderr)
+    if a.profile_only_cpu:
+        result = {"train_step": profile_train_step(a.recipe, a.train_steps, "cpu")}
+    elif not torch.cuda.is_available():
+        print("gpu_check: no CUDA device on this machine (--profile-only-cpu profiles training on the CPU)", file=sys.stderr)
         return 2
-    print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
-    result = {"device": torch.cuda.get_device_name(0), "engine": check_engine(a.model, a.size)}
-    result["train_step"] = profile_train_step(a.recipe, a.train_steps)
+    else:
+        print(f"device {torch.cuda.get_device_name(0)}, torch {torch.__version__}", flush=True)
+        result = {"device": torch.cuda.get_device_name(0), "engine": check_engine(a.model, a.size)}
+        result["train_step"] = profile_train_step(a.recipe, a.train_steps, "cuda")
     if a.out:
         Path(a.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -152,6 +152,13 @@ class TrainConfig:
     """Steps between progress lines and TensorBoard points."""
     threads: int = 2
     """torch CPU threads."""
+    batched_decode: bool = False
+    """Decode the prompts of all images of a step in one decoder call (:func:`decode_prompts`) instead of
+    one call per image, as SAM calls its decoder. Same masks and loss (tested); the aim is a GPU,
+    where a step of the stage-5 recipe spent 1.16 of its 1.20 s in 64 per-image decoder calls. Not
+    yet measured on a GPU. On the 2-core CPU (``python benchmarks/gpu_check.py --profile-only-cpu``)
+    it is no faster: equal at 2 images x 16 prompts (0.148 vs 0.144 s forward + backward), 2.3x
+    slower at 32 x 16 (5.62 vs 2.44 s; the batched tensors leave the caches), hence off by default."""
     data_workers: int = 0
     """Processes that draw and augment batches (0: in the training loop, as on a 2-core CPU).
 
@@ -595,6 +602,45 @@ def _focal_weight_at(step: int, config: TrainConfig) -> float:
     return config.focal_weight * ramp_step / config.focal_warmup_steps
 
 
+def decode_prompts(
+    sam: Sam,
+    image_embeddings: torch.Tensor,
+    image_pe: torch.Tensor,
+    sparse: torch.Tensor,
+    dense: torch.Tensor,
+    *,
+    multimask: bool,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SAM's mask decoder on prompts from several images in one call.
+
+    ``MaskDecoder`` takes one image embedding per call and repeats it for every prompt
+    (``src = repeat(embedding) + dense``). Passing a zero embedding and each prompt's own image
+    embedding added to its dense embedding gives the same ``src``, bit for bit (x + 0 = x), so
+    SAM's own decoder code runs unchanged on a batch of prompts from different images.
+
+    Parameters
+    ----------
+    image_embeddings : Tensor, shape (N, C, h, w)
+        The embedding of each prompt's image (``emb[image_index]``).
+    image_pe, sparse, dense : Tensor
+        As for ``MaskDecoder.forward`` (``sparse`` and ``dense`` from the prompt encoder, N prompts).
+    multimask : bool
+        SAM's three-mask output, else the single mask.
+
+    Returns
+    -------
+    low_res_masks : Tensor, shape (N, M, 4h, 4w)
+    iou_predictions : Tensor, shape (N, M)
+    """
+    return sam.mask_decoder(
+        image_embeddings=torch.zeros_like(image_embeddings[:1]),
+        image_pe=image_pe,
+        sparse_prompt_embeddings=sparse,
+        dense_prompt_embeddings=dense + image_embeddings,
+        multimask_output=multimask,
+    )
+
+
 def batch_loss(
     sam: Sam, samples: Sequence[Sample], *, config: TrainConfig, step: int | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
@@ -609,19 +655,32 @@ def batch_loss(
     # Parts are summed on the device and read once: a read per decode would stall a GPU 4x per job.
     sums = torch.zeros(4, device=device)
     n_total = 0
-    for b, s in enumerate(samples):
-        targets = s.targets.to(device)
-        n_pt = s.points.shape[0]
-        # (points, boxes, multimask output, targets): points are multimask (ambiguous), boxes single.
-        jobs: list[tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, bool, torch.Tensor]] = []
-        if n_pt:
-            coords = s.points.to(device)[:, None, :]
-            lbl = torch.ones((n_pt, 1), dtype=torch.int, device=device)
-            jobs.append(((coords, lbl), None, config.point_multimask, targets[:n_pt]))
-        if s.boxes.shape[0]:
-            jobs.append((None, s.boxes.to(device), False, targets[n_pt:]))
-        for points, boxes, multimask, tgt in jobs:
-            sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
+    # (points, boxes, multimask output, image of each prompt, targets): points are multimask
+    # (ambiguous), boxes single. Per image, as SAM calls its decoder, or all images in one call each
+    # for points and boxes (config.batched_decode).
+    groups = [list(range(len(samples)))] if config.batched_decode else [[b] for b in range(len(samples))]
+    jobs: list[tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, bool, torch.Tensor, torch.Tensor]] = []
+    for group in groups:
+        part = [samples[b] for b in group]
+        n_points = [s.points.shape[0] for s in part]
+        n_boxes = [s.boxes.shape[0] for s in part]
+        if sum(n_points):
+            coords = torch.cat([s.points for s in part]).to(device)[:, None, :]
+            lbl = torch.ones((sum(n_points), 1), dtype=torch.int, device=device)
+            tgt = torch.cat([s.targets[:n] for s, n in zip(part, n_points, strict=True)]).to(device)
+            index = torch.cat([torch.full((n,), b) for b, n in zip(group, n_points, strict=True)]).to(device)
+            jobs.append(((coords, lbl), None, config.point_multimask, index, tgt))
+        if sum(n_boxes):
+            boxes = torch.cat([s.boxes for s in part]).to(device)
+            tgt = torch.cat([s.targets[n:] for s, n in zip(part, n_points, strict=True)]).to(device)
+            index = torch.cat([torch.full((n,), b) for b, n in zip(group, n_boxes, strict=True)]).to(device)
+            jobs.append((None, boxes, False, index, tgt))
+    for points, boxes, multimask, image_index, tgt in jobs:
+        sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
+        if config.batched_decode:
+            low, iou_pred = decode_prompts(sam, emb[image_index], pe, sparse, dense, multimask=multimask)
+        else:
+            b = int(image_index[0])
             low, iou_pred = sam.mask_decoder(
                 image_embeddings=emb[b : b + 1],
                 image_pe=pe,
@@ -629,21 +688,21 @@ def batch_loss(
                 dense_prompt_embeddings=dense,
                 multimask_output=multimask,
             )
-            # Same first step as Sam.postprocess_masks: bilinear to the padded model-input frame.
-            logits = F.interpolate(low, (size, size), mode="bilinear", align_corners=False)
-            focal, dice, iou_true = _mask_losses(logits, tgt, alpha=config.focal_alpha)
-            # A background prompt (empty target) has no particle to find: its IoU target is 0.
-            iou_true = torch.where((tgt.sum((-2, -1)) == 0)[:, None], torch.zeros_like(iou_true), iou_true)
-            mask_loss = focal_weight * focal + config.dice_weight * dice
-            best = mask_loss.argmin(dim=1)
-            rows = torch.arange(mask_loss.shape[0], device=device)
-            iou_mse = ((iou_pred - iou_true) ** 2).mean(dim=1)
-            totals.append(mask_loss[rows, best] + config.iou_weight * iou_mse)
-            n_total += int(tgt.shape[0])
-            with torch.no_grad():
-                sums += torch.stack(
-                    [focal[rows, best].sum(), dice[rows, best].sum(), iou_mse.sum(), iou_true[rows, best].sum()]
-                )
+        # Same first step as Sam.postprocess_masks: bilinear to the padded model-input frame.
+        logits = F.interpolate(low, (size, size), mode="bilinear", align_corners=False)
+        focal, dice, iou_true = _mask_losses(logits, tgt, alpha=config.focal_alpha)
+        # A background prompt (empty target) has no particle to find: its IoU target is 0.
+        iou_true = torch.where((tgt.sum((-2, -1)) == 0)[:, None], torch.zeros_like(iou_true), iou_true)
+        mask_loss = focal_weight * focal + config.dice_weight * dice
+        best = mask_loss.argmin(dim=1)
+        rows = torch.arange(mask_loss.shape[0], device=device)
+        iou_mse = ((iou_pred - iou_true) ** 2).mean(dim=1)
+        totals.append(mask_loss[rows, best] + config.iou_weight * iou_mse)
+        n_total += int(tgt.shape[0])
+        with torch.no_grad():
+            sums += torch.stack(
+                [focal[rows, best].sum(), dice[rows, best].sum(), iou_mse.sum(), iou_true[rows, best].sum()]
+            )
     loss = torch.cat(totals).mean()
     values = (sums / max(n_total, 1)).tolist()
     return loss, dict(zip(("focal", "dice", "iou_mse", "miou"), values, strict=True))

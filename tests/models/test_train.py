@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from samstar_env.models.train_tiny import (
     TrainConfig,
     batch_loss,
     build_pools,
+    decode_prompts,
     draw_batch,
     load_weights,
     match_decoder_attention,
@@ -121,6 +123,41 @@ def test_data_workers_stream_is_deterministic_and_resumable(tmp_path, pools):
     first = train(config, pools=pools, stop_at_step=3)
     rest = train(config, pools=pools, resume=True)
     assert first.losses == a[:3] and rest.steps == 6 and len(rest.losses) == 3
+
+
+def test_prompts_of_several_images_decode_as_sam_decodes_each_image(tmp_path, pools):
+    # decode_prompts runs SAM's decoder once for prompts of several images; each prompt's masks and
+    # IoU predictions must be those of SAM's own per-image call, and the batch loss the mean of the
+    # per-image losses (every image has the same number of prompts).
+    config = _config(tmp_path, images_per_step=3, prompts_per_image=5, box_fraction=0.4, batched_decode=True)
+    samples = draw_batch(pools, np.random.default_rng(7), config=config)
+    sam = build_tiny_sam(TEST_SAM_CONFIG, seed=3)
+    match_decoder_attention(sam, scale=3.0)
+    with torch.no_grad():
+        emb = sam.image_encoder(torch.stack([sam.preprocess(s.image) for s in samples]))
+        pe = sam.prompt_encoder.get_dense_pe()
+        coords = torch.cat([s.points for s in samples])[:, None, :]
+        labels = torch.ones((coords.shape[0], 1), dtype=torch.int)
+        image_index = torch.cat([torch.full((s.points.shape[0],), b) for b, s in enumerate(samples)])
+        sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
+        low, iou = decode_prompts(sam, emb[image_index], pe, sparse, dense, multimask=True)
+        start = 0
+        for b, s in enumerate(samples):
+            n = s.points.shape[0]
+            ref_low, ref_iou = sam.mask_decoder(
+                image_embeddings=emb[b : b + 1],
+                image_pe=pe,
+                sparse_prompt_embeddings=sparse[start : start + n],
+                dense_prompt_embeddings=dense[start : start + n],
+                multimask_output=True,
+            )
+            torch.testing.assert_close(low[start : start + n], ref_low, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(iou[start : start + n], ref_iou, rtol=1e-5, atol=1e-5)
+            start += n
+        assert low.shape[1] == 3 and start == low.shape[0] == 3 * 3
+        batched, _ = batch_loss(sam, samples, config=config)
+        per_image, _ = batch_loss(sam, samples, config=replace(config, batched_decode=False))
+    torch.testing.assert_close(batched, per_image, rtol=1e-5, atol=1e-6)
 
 
 def test_weights_format_and_hash(tmp_path):
@@ -230,13 +267,15 @@ def test_point_multimask_option_reaches_the_decoder(tmp_path, pools):
 
     sam.mask_decoder.forward = recording
     for multimask in (True, False):
-        calls.clear()
-        config = _config(tmp_path, point_multimask=multimask, box_fraction=0.0)
-        batch = draw_batch(pools, np.random.default_rng(0), config=config)
-        loss, parts = batch_loss(sam, batch, config=config)
-        assert torch.isfinite(loss) and 0.0 <= parts["miou"] <= 1.0
-        # Point prompts decode three masks (SAM's multimask output) or the single-mask output.
-        assert calls == [(multimask, 3 if multimask else 1)] * len(batch)
+        for batched in (False, True):
+            calls.clear()
+            config = _config(tmp_path, point_multimask=multimask, box_fraction=0.0, batched_decode=batched)
+            batch = draw_batch(pools, np.random.default_rng(0), config=config)
+            loss, parts = batch_loss(sam, batch, config=config)
+            assert torch.isfinite(loss) and 0.0 <= parts["miou"] <= 1.0
+            # Point prompts decode three masks (SAM's multimask output) or the single-mask output,
+            # in one decoder call per image, or one for all images with batched_decode.
+            assert calls == [(multimask, 3 if multimask else 1)] * (1 if batched else len(batch))
 
 
 def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
