@@ -71,10 +71,11 @@ def main(args: Args) -> None:
             "",
         ]
         print(f"{task}: front of {len(front)} points, HV {how['hypervolume']:.4f}, {wall:.0f} s", flush=True)
-    readme = reference_front_path(suite, tasks[0]).parent / "README.md"
-    lines.append(f"Made with `python benchmarks/make_reference_front.py --suite {args.suite} --agents {args.agents} "
-                 f"--budget {args.budget} --seeds {args.seeds}`.")
-    Path(readme).write_text("\n".join(lines) + "\n", encoding="utf-8")
+        # Rewritten after every task: an interrupted run still documents the fronts it wrote.
+        readme = reference_front_path(suite, tasks[0]).parent / "README.md"
+        made = (f"Made with `python benchmarks/make_reference_front.py --suite {args.suite} --agents {args.agents} "
+                f"--budget {args.budget} --seeds {args.seeds}`.")
+        Path(readme).write_text("\n".join([*lines, made]) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
