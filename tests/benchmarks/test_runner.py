@@ -211,13 +211,18 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
     from samstar_env.benchmarks.suites import load_suite
     from samstar_env.models.registry import file_sha256
 
+    from samstar_env.rewards import preset
+
     quick = load_suite("quick")
-    # The shipped quick-suite fronts were made on the shipped samstar-tiny weights and load as such.
-    for task in quick.tasks:
-        data = json.loads(reference_front_path(quick, task).read_text())
-        names = tuple(data["reward_names"])
-        front = load_reference_front(quick, task, reward_names=names)
-        assert front is not None and front.shape == (len(data["front"]), len(names))
+    # The shipped fronts of both suites were made on the shipped samstar-tiny weights with each task's
+    # current preset, and load as such (a retrained model or a changed preset must come with new fronts).
+    for suite in (quick, load_suite("default")):
+        for task in suite.tasks:
+            names = preset(task).names
+            front = load_reference_front(suite, task, reward_names=names)
+            data = json.loads(reference_front_path(suite, task).read_text())
+            assert front is not None, (suite.name, task)
+            assert front.shape == (len(data["front"]), len(names))
     assert problem_of(quick)["model_sha256"] == model_sha256("samstar-tiny")
     # Same model name, other weights: another problem, so the front is not used.
     data = json.loads(reference_front_path(quick, "ito").read_text())
