@@ -23,10 +23,11 @@ def checkpoint(random_sam, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def suite(checkpoint):
-    # Cheap: one 96-px image, a single 8x8 point grid, threshold dimensions only.
+    # The mini suite, 2 tasks x 2 agents x 2 seeds, kept cheap: one 96-px image, a single
+    # 8x8 point grid, threshold dimensions only.
     return Suite(
         name="t",
-        tasks=("perovskite",),
+        tasks=("perovskite", "ito"),
         agents=("nsga2", "random"),
         seeds=(0, 1),
         budget=4,
@@ -54,11 +55,11 @@ def _rewards(record):
 
 def test_records_follow_the_schema(local_run, suite):
     out, summary, lines = local_run
-    assert len(lines) == 4
+    assert len(lines) == 8
     for spec in run_specs(suite):
         rec = read_run(out / "runs" / f"{spec.run_id}.json")
         assert rec is not None
-        assert rec["task"] == "perovskite" and rec["budget"] == 4
+        assert rec["task"] == spec.task and rec["budget"] == 4
         assert len(rec["result"]["trials"]) == 4
         curve = rec["hypervolume_curve"]
         assert len(curve) == 4 and np.all(np.diff(curve) >= -1e-12)
@@ -66,8 +67,10 @@ def test_records_follow_the_schema(local_run, suite):
         assert set(rec["operating_point"]) == {"rule", "params", "rewards"}
         assert rec["test_gt"] is not None and 0.0 <= rec["test_gt"]["f1"] <= 1.0
         assert (out / "overlays" / f"{spec.run_id}.png").is_file()
-    assert summary["n_runs"] == 4
-    assert {(r["task"], r["agent"]) for r in summary["table"]} == {("perovskite", "nsga2"), ("perovskite", "random")}
+    assert summary["n_runs"] == 8
+    assert {(r["task"], r["agent"]) for r in summary["table"]} == {
+        (t, a) for t in ("perovskite", "ito") for a in ("nsga2", "random")
+    }
     assert json.loads((out / "summary.json").read_text())["schema"] == "samstar-bench-summary/1"
 
 
@@ -77,10 +80,10 @@ def test_finished_runs_are_skipped_and_partial_ones_rerun(local_run, suite):
     before = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     victim.write_text(victim.read_text()[:100])  # a run killed while writing
     done, todo = pending_runs(suite, out)
-    assert [s.run_id for s in todo] == [victim.stem] and len(done) == 3
+    assert [s.run_id for s in todo] == [victim.stem] and len(done) == 7
     lines: list[str] = []
     run_suite(suite, out, progress=lines.append)
-    assert lines[0].startswith("3 finished run(s)") and len(lines) == 2
+    assert lines[0].startswith("7 finished run(s)") and len(lines) == 2
     after = {p.name: p.stat().st_mtime_ns for p in (out / "runs").glob("*.json")}
     assert all(after[k] == before[k] for k in before if k != victim.name)
     assert read_run(victim) is not None
@@ -116,7 +119,7 @@ def test_report_is_a_static_page(local_run, tmp_path):
 
     out, _, _ = local_run
     html = write_report(out, tmp_path / "report.html").read_text()
-    assert "perovskite" in html and html.count("data:image/png;base64,") >= 3
+    assert "perovskite" in html and "ito" in html and html.count("data:image/png;base64,") >= 3
     assert "<script" not in html
     assert any((out / "tensorboard").rglob("events.out.tfevents.*"))
 
@@ -210,7 +213,6 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
     )
     from samstar_env.benchmarks.suites import load_suite
     from samstar_env.models.registry import file_sha256
-
     from samstar_env.rewards import preset
 
     quick = load_suite("quick")
