@@ -526,15 +526,14 @@ class _BatchStream(torch.utils.data.IterableDataset):
         info = torch.utils.data.get_worker_info()
         worker = info.id if info is not None else 0
         if info is not None:
+            import cv2
+
             # Ctrl-C or `timeout` signal the whole process group: the main process must finish its step,
             # checkpoint and then end the workers, so a worker that died first would break that.
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        # One thread per worker: the workers already fill the cores, and nested pools oversubscribe them.
-        torch.set_num_threads(1)
-        if info is not None:
-            import cv2
-
+            # One thread per worker: the workers already fill the cores; nested pools oversubscribe them.
+            torch.set_num_threads(1)
             cv2.setNumThreads(1)
         rng = np.random.default_rng([self.config.seed, self.start_step, worker])
         while True:
@@ -659,7 +658,8 @@ def batch_loss(
     # (ambiguous), boxes single. Per image, as SAM calls its decoder, or all images in one call each
     # for points and boxes (config.batched_decode).
     groups = [list(range(len(samples)))] if config.batched_decode else [[b] for b in range(len(samples))]
-    jobs: list[tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, bool, torch.Tensor, torch.Tensor]] = []
+    Job = tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None, bool, torch.Tensor, int, torch.Tensor]
+    jobs: list[Job] = []
     for group in groups:
         part = [samples[b] for b in group]
         n_points = [s.points.shape[0] for s in part]
@@ -669,20 +669,19 @@ def batch_loss(
             lbl = torch.ones((sum(n_points), 1), dtype=torch.int, device=device)
             tgt = torch.cat([s.targets[:n] for s, n in zip(part, n_points, strict=True)]).to(device)
             index = torch.cat([torch.full((n,), b) for b, n in zip(group, n_points, strict=True)]).to(device)
-            jobs.append(((coords, lbl), None, config.point_multimask, index, tgt))
+            jobs.append(((coords, lbl), None, config.point_multimask, index, group[0], tgt))
         if sum(n_boxes):
             boxes = torch.cat([s.boxes for s in part]).to(device)
             tgt = torch.cat([s.targets[n:] for s, n in zip(part, n_points, strict=True)]).to(device)
             index = torch.cat([torch.full((n,), b) for b, n in zip(group, n_boxes, strict=True)]).to(device)
-            jobs.append((None, boxes, False, index, tgt))
-    for points, boxes, multimask, image_index, tgt in jobs:
+            jobs.append((None, boxes, False, index, group[0], tgt))
+    for points, boxes, multimask, image_index, first_image, tgt in jobs:
         sparse, dense = sam.prompt_encoder(points=points, boxes=boxes, masks=None)
         if config.batched_decode:
             low, iou_pred = decode_prompts(sam, emb[image_index], pe, sparse, dense, multimask=multimask)
         else:
-            b = int(image_index[0])
             low, iou_pred = sam.mask_decoder(
-                image_embeddings=emb[b : b + 1],
+                image_embeddings=emb[first_image : first_image + 1],
                 image_pe=pe,
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
