@@ -12,8 +12,8 @@ It prints, for one synthetic test micrograph:
    matched at IoU >= 0.9 instead of demanding bit-equality (which the CPU test suite checks).
 2. **Speed**: AMG seconds per image on each device, and the ratio.
 3. **Training step**: where one ``batch_loss`` + backward step of the GPU recipe spends its time
-   (image encoder, prompt decoding), and the point-prompt decoding done SAM's way (one decoder call
-   per image) against one batched call (``decode_prompts``), side by side on the same prompts.
+   (the image encoder's share), with the prompts decoded SAM's way (one decoder call per image) and
+   in one batched call (``batched_decode``), side by side on the same batches.
    ``--profile-only-cpu`` runs this part alone on the CPU.
 """
 
@@ -113,70 +113,39 @@ def _train_step(sam, opt, samples, config) -> None:  # type: ignore[no-untyped-d
     opt.zero_grad(set_to_none=True)
 
 
-def _decode_per_image(sam, emb, pe, samples, multimask: bool):  # type: ignore[no-untyped-def]
-    """SAM's own call pattern: one decoder call per image (what batch_loss did before decode_prompts)."""
-    outs = []
-    for b, s in enumerate(samples):
-        n = s.points.shape[0]
-        coords = s.points.to(emb.device)[:, None, :]
-        labels = torch.ones((n, 1), dtype=torch.int, device=emb.device)
-        sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        outs.append(sam.mask_decoder(image_embeddings=emb[b : b + 1], image_pe=pe, sparse_prompt_embeddings=sparse,
-                                     dense_prompt_embeddings=dense, multimask_output=multimask)[0])
-    torch.cat(outs).float().mean().backward()
-
-
-def _decode_batched(sam, emb, pe, samples, multimask: bool):  # type: ignore[no-untyped-def]
-    """All prompts of the step in one call (samstar_env.models.train_tiny.decode_prompts)."""
-    from samstar_env.models.train_tiny import decode_prompts
-
-    coords = torch.cat([s.points for s in samples]).to(emb.device)[:, None, :]
-    labels = torch.ones((coords.shape[0], 1), dtype=torch.int, device=emb.device)
-    index = torch.cat([torch.full((s.points.shape[0],), b) for b, s in enumerate(samples)]).to(emb.device)
-    sparse, dense = sam.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-    decode_prompts(sam, emb[index], pe, sparse, dense, multimask=multimask)[0].float().mean().backward()
-
-
 def profile_train_step(recipe: str, steps: int, device: str) -> dict:
+    """Median step time with per-image and with batched decoding, and the encoder's share."""
     from dataclasses import replace
 
     from samstar_env.models.tiny import build_tiny_sam
     from samstar_env.models.train_tiny import ShapesPool, config_from_dict, draw_batch
 
     cuda = device.startswith("cuda")
-    config = config_from_dict(json.loads(Path(recipe).read_text()))
-    config = replace(config, init_weights=None)
+    config = replace(config_from_dict(json.loads(Path(recipe).read_text())), init_weights=None)
+    modes = {"per_image": replace(config, batched_decode=False), "batched": replace(config, batched_decode=True)}
     sam = build_tiny_sam(config.model, seed=0).to(device).train()
     opt = torch.optim.AdamW(sam.parameters(), lr=1e-4)
     pools = [(ShapesPool(seed=0, size=config.model.img_size), 1.0)]
     batches = [draw_batch(pools, np.random.default_rng(i), config=config) for i in range(steps + 2)]
-    times: dict[str, list[float]] = {"step": [], "encoder": [], "decode_per_image": [], "decode_batched": []}
+    times: dict[str, list[float]] = {"encoder": [], "step_per_image": [], "step_batched": []}
     for i, samples in enumerate(batches):
         x = torch.stack([sam.preprocess(s.image.to(device)) for s in samples])
         _, t_enc = _timed(lambda images: sam.image_encoder(images).sum().backward(), x, cuda=cuda)
-        with torch.no_grad():
-            emb = sam.image_encoder(x)
-        pe = sam.prompt_encoder.get_dense_pe()
-        # The two decode patterns side by side, same prompts, forward + backward, alternating order.
-        order = ("decode_per_image", "decode_batched") if i % 2 == 0 else ("decode_batched", "decode_per_image")
-        t_dec = {}
-        for name in order:
-            fn = _decode_per_image if name == "decode_per_image" else _decode_batched
-            _, t_dec[name] = _timed(fn, sam, emb, pe, samples, config.point_multimask, cuda=cuda)
         opt.zero_grad(set_to_none=True)
-        _, t_step = _timed(_train_step, sam, opt, samples, config, cuda=cuda)
+        # Both decoding modes on the same batch, side by side, in alternating order.
+        order = ("per_image", "batched") if i % 2 == 0 else ("batched", "per_image")
+        t_mode = {name: _timed(_train_step, sam, opt, samples, modes[name], cuda=cuda)[1] for name in order}
         if i >= 2:  # the first steps pay for kernel selection and allocator warm-up
-            times["step"].append(t_step)
             times["encoder"].append(t_enc)
-            for name, t in t_dec.items():
-                times[name].append(t)
+            for name, t in t_mode.items():
+                times[f"step_{name}"].append(t)
     out = {f"s_{k}_median": float(np.median(v)) for k, v in times.items()}
     out.update(images_per_step=config.images_per_step, prompts_per_image=config.prompts_per_image, device=device)
     print(
-        f"train step on {device} ({config.images_per_step} images x {config.prompts_per_image} prompts): "
-        f"{out['s_step_median']:.3f} s median; image encoder fwd+bwd {out['s_encoder_median']:.3f} s; "
-        f"point-prompt decoding fwd+bwd: per-image calls {out['s_decode_per_image_median']:.3f} s, one batched call "
-        f"{out['s_decode_batched_median']:.3f} s (x{out['s_decode_per_image_median'] / max(out['s_decode_batched_median'], 1e-9):.1f})",
+        f"train step on {device} ({config.images_per_step} images x {config.prompts_per_image} prompts), medians: "
+        f"per-image decoding {out['s_step_per_image_median']:.3f} s, batched decoding {out['s_step_batched_median']:.3f} s "
+        f"(per-image / batched x{out['s_step_per_image_median'] / max(out['s_step_batched_median'], 1e-9):.2f}); "
+        f"image encoder fwd+bwd {out['s_encoder_median']:.3f} s of it",
         flush=True,
     )
     return out

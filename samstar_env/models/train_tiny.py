@@ -156,9 +156,10 @@ class TrainConfig:
     """Decode the prompts of all images of a step in one decoder call (:func:`decode_prompts`) instead of
     one call per image, as SAM calls its decoder. Same masks and loss (tested); the aim is a GPU,
     where a step of the stage-5 recipe spent 1.16 of its 1.20 s in 64 per-image decoder calls. Not
-    yet measured on a GPU. On the 2-core CPU (``python benchmarks/gpu_check.py --profile-only-cpu``)
-    it is no faster: equal at 2 images x 16 prompts (0.148 vs 0.144 s forward + backward), 2.3x
-    slower at 32 x 16 (5.62 vs 2.44 s; the batched tensors leave the caches), hence off by default."""
+    yet measured on a GPU. On the 2-core CPU (``python benchmarks/gpu_check.py --profile-only-cpu``,
+    whole training steps, medians) it is no faster: 0.657 vs 0.680 s per step at 2 images x 16
+    prompts, 1.7x slower at 32 x 16 (23.3 vs 13.4 s; the batched tensors leave the caches), hence
+    off by default."""
     data_workers: int = 0
     """Processes that draw and augment batches (0: in the training loop, as on a 2-core CPU).
 
