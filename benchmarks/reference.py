@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from samstar_env.rewards.registry import REWARDS_VERSION
+
 REFERENCE_SCHEMA = "samstar-reference-front/1"
 # Suite fields that define the optimization problem (agents, seeds and budget do not).
 PROBLEM_FIELDS = ("tasks", "image_size", "n_images", "model", "space", "grids", "version")
@@ -29,11 +31,14 @@ def problem_of(suite: Any) -> dict[str, Any]:
 
     It includes the sha256 of the model's weights, not only its name: retrained weights under the
     same name (samstar-tiny) define another problem, and a front made on the old ones must not be
-    compared with runs on the new ones.
+    compared with runs on the new ones. For the same reason it includes
+    :data:`~samstar_env.rewards.REWARDS_VERSION`: the rewards keep their names when their
+    definitions change.
     """
     d = suite.to_dict()
     out = {k: d[k] for k in PROBLEM_FIELDS}
     out["model_sha256"] = model_sha256(str(d["model"]))
+    out["rewards_version"] = REWARDS_VERSION
     return out
 
 

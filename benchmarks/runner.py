@@ -4,12 +4,15 @@ Each run builds its task from the suite, runs the agent for the suite's budget, 
 evaluation (the agent's :class:`~samstar_env.agents.TuningResult`), the anytime hypervolume curve,
 IGD+ and evaluations-to-90 % against the task's shipped reference front (when one exists), the
 knee-point operating point and its ground-truth metrics on the task's held-out ``test`` images, and
-wall time. Records are written atomically as each run finishes; a run whose record exists is
-skipped, so an interrupted suite resumes where it stopped.
+wall time. Records are written atomically as each run finishes; a run whose record exists for the
+same suite and problem (model weights and rewards version, :func:`~samstar_env.benchmarks.reference.problem_of`)
+is skipped, so an interrupted suite resumes where it stopped, and records made with other weights
+or reward definitions are run again.
 
 Run record schema (``RUN_SCHEMA``, JSON object):
 
-``schema``, ``suite`` (the Suite dict), ``suite_version``, ``task``, ``agent``, ``seed``, ``budget``,
+``schema``, ``suite`` (the Suite dict), ``suite_version``, ``problem`` (the suite's problem key:
+model sha256 and rewards version included), ``task``, ``agent``, ``seed``, ``budget``,
 ``reward_names``, ``result`` (TuningResult dict: every trial's action, params, rewards, cost),
 ``hypervolume_curve`` (list, one value per evaluation), ``final_hypervolume``,
 ``reference_hypervolume`` (or null), ``igd_plus`` (or null), ``evals_to_90pct`` (or null),
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from samstar_env.benchmarks.mo_metrics import anytime_hypervolume, evaluations_to_reach, hypervolume, igd_plus
-from samstar_env.benchmarks.reference import load_reference_front
+from samstar_env.benchmarks.reference import load_reference_front, problem_of
 from samstar_env.benchmarks.suites import Suite
 
 RUN_SCHEMA = "samstar-bench-run/1"
@@ -147,6 +150,7 @@ def execute_run(
         "schema": RUN_SCHEMA,
         "suite": spec.suite.to_dict(),
         "suite_version": spec.suite.version,
+        "problem": problem_of(spec.suite),
         "task": spec.task,
         "agent": spec.agent,
         "seed": spec.seed,
@@ -191,9 +195,10 @@ def read_run(path: Path) -> dict[str, Any] | None:
 def pending_runs(suite: Suite, out_dir: Path) -> tuple[list[RunSpec], list[RunSpec]]:
     """Split the suite's runs into (done, todo) by the records already in ``out_dir/runs``."""
     done, todo = [], []
+    problem = problem_of(suite)
     for spec in run_specs(suite):
         rec = read_run(Path(out_dir) / "runs" / f"{spec.run_id}.json")
-        ok = rec is not None and rec.get("suite") == suite.to_dict()
+        ok = rec is not None and rec.get("suite") == suite.to_dict() and rec.get("problem") == problem
         (done if ok else todo).append(spec)
     return done, todo
 

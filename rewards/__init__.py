@@ -16,13 +16,21 @@ from samstar_env.rewards.latency import latency, predicted_cost
 from samstar_env.rewards.overlap import overlap_fidelity
 from samstar_env.rewards.populations import aggregate_coverage, small_particle_detection
 from samstar_env.rewards.presets import PRESETS, preset
-from samstar_env.rewards.registry import RewardContext, RewardError, get_reward, list_rewards, register_reward
+from samstar_env.rewards.registry import (
+    REWARDS_VERSION,
+    RewardContext,
+    RewardError,
+    get_reward,
+    list_rewards,
+    register_reward,
+)
 from samstar_env.rewards.shape import aspect_ratio, circularity, shape_fidelity, squareness
 from samstar_env.rewards.size import size_distribution, size_window
 from samstar_env.rewards.suite import RewardSuite
 
 __all__ = [
     "PRESETS",
+    "REWARDS_VERSION",
     "CoverageTerms",
     "MaskGeometry",
     "RewardContext",

@@ -7,7 +7,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import image_features, mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import count_floor_of, image_features, mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 _K3 = np.ones((3, 3), np.uint8)
@@ -42,7 +42,7 @@ def boundary_scores(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> n
 
 
 @register_reward("boundary_contrast")
-def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
+def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_floor: float = 0.5) -> float:
     """Mean contrast between the image gradient on each mask's outline and inside it.
 
     Physics: a particle's projection ends at a sharp intensity step (mass-thickness and Z contrast
@@ -56,8 +56,22 @@ def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) ->
 
     where the ring is the 3x3 morphological gradient of the mask (one pixel either side of the
     outline) and the interior the mask eroded three times; a mask with fewer than 4 interior
-    pixels uses the frame's median gradient instead. Mean over masks; empty and background masks
-    score 0; no mask gives 0. Computed on each mask's box crop.
+    pixels uses the frame's median gradient instead. Mean over masks, over at least
+    ``count_floor`` times the expected particle count (``sum_i b_i / max(N, count_floor * N_log)``);
+    empty and background masks score 0; no mask gives 0. Computed on each mask's box crop.
+
+    Parameters
+    ----------
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+
+    Returns
+    -------
+    float in [0, 1], higher is better.
 
     Examples
     --------
@@ -74,4 +88,5 @@ def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) ->
     """
     if len(masks) == 0:
         return 0.0
-    return per_mask_mean(boundary_scores(masks, image, prior), mask_geometry(masks), skip_border=False)
+    return per_mask_mean(boundary_scores(masks, image, prior), mask_geometry(masks), skip_border=False,
+                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=False))

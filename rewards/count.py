@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import diameter_range_px, log_blobs, mask_geometry
+from samstar_env.rewards.geometry import expected_particle_count, mask_geometry
 from samstar_env.rewards.registry import register_reward
 
 
 def expected_count(image: Micrograph, prior: PhysicsPrior, *, log_threshold: float = 0.02) -> int:
     """Number of LoG blobs (``skimage.feature.blob_log``) with diameters in the prior's range."""
-    lo, hi = diameter_range_px(image, prior)
-    return int(len(log_blobs(image, prior, d_min_px=lo, d_max_px=hi, threshold=log_threshold)))
+    return expected_particle_count(image, prior, log_threshold=log_threshold)
 
 
 @register_reward("count_plausibility")

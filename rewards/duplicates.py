@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import mask_geometry
+from samstar_env.rewards.geometry import count_floor_of, mask_geometry
 from samstar_env.rewards.registry import register_reward
 
 
@@ -34,7 +34,8 @@ def redundant_masks(masks: MaskSet, *, containment: float = 0.8) -> np.ndarray:
 
 
 @register_reward("duplicate_free")
-def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, containment: float = 0.8) -> float:
+def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, containment: float = 0.8,
+                   count_floor: float = 0.5) -> float:
     """Fraction of masks that are not redundant: nested in, or nearly equal to, another mask.
 
     Physics: each particle is one object; SAM's multimask output and its grid of prompts often
@@ -42,10 +43,27 @@ def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, co
     neighbouring prompts that box NMS failed to suppress) - the over-segmentation of ITO in the
     SAM* paper. Overlap is measured on pixels (SAM's masks may overlap, only boxes pass NMS):
 
-    ``duplicate_free = 1 - #{j : exists i, |m_i & m_j| >= c |m_j|, |m_i| >= |m_j|} / N``
+    ``duplicate_free = (N - #{j : exists i, |m_i & m_j| >= c |m_j|, |m_i| >= |m_j|}) / max(N, count_floor * N_log)``
 
     with ``c = containment`` (0.8), counting empty and background masks (one mask over most of the
     frame is not a particle) as redundant, so a single full-frame mask scores 0; no mask gives 0.
+    N_log is the label-free expected particle count: without that floor, keeping a single mask
+    (nothing to duplicate) would be the optimum.
+
+    Parameters
+    ----------
+    containment : float
+        Share of a mask's pixels inside a larger mask that makes it redundant.
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+
+    Returns
+    -------
+    float in [0, 1], higher is better.
 
     Examples
     --------
@@ -63,4 +81,6 @@ def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, co
     """
     if len(masks) == 0:
         return 0.0
-    return float(1.0 - redundant_masks(masks, containment=containment).mean())
+    red = redundant_masks(masks, containment=containment)
+    floor = count_floor_of(image, prior, count_floor=count_floor, interior=False)
+    return float((len(red) - red.sum()) / max(float(len(red)), floor))

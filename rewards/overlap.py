@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import count_floor_of, mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 # Inscribed-radius ratio of the ideal single particle of each shape class: a disk's largest
@@ -41,6 +41,7 @@ def overlap_fidelity(
     *,
     solidity_range: tuple[float, float] = (0.82, 0.92),
     inscribed_range: tuple[float, float] = (0.75, 0.90),
+    count_floor: float = 0.5,
 ) -> float:
     """Mean single-particle score of the masks: are touching or occluded particles kept apart?
 
@@ -57,16 +58,25 @@ def overlap_fidelity(
 
     where ``ramp(x; a, b) = clip((x - a) / (b - a), 0, 1)`` and ``ideal`` is the ratio of a single
     particle of the prior's shape (1.0 sphere, 0.886 cube/irregular). The reward is the mean over
-    masks; masks cut by the image border are skipped (their outline is not theirs), empty and
-    background masks score 0, and no mask at all gives 0.
+    masks, over at least ``count_floor`` times the expected particle count
+    (``sum_i s_i / max(N, count_floor * N_log)``): a particle not returned at all is not one kept
+    apart from its neighbours. Masks cut by the image border are skipped (their outline is not
+    theirs), empty and background masks score 0, and no mask at all gives 0.
 
     Parameters
     ----------
     masks, image, prior
-        The masks to judge, the micrograph (unused) and the prior (its ``shape``).
+        The masks to judge, the micrograph (for the expected particle count) and the prior (its
+        ``shape`` and size range).
     solidity_range, inscribed_range : (float, float)
         Ramps from 0 to 1; the upper ends sit below what digitized disks (radius >= 2 px) and
         rotated squares (side >= 20 px) reach (measured), so single particles are not penalized.
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
 
     Returns
     -------
@@ -90,4 +100,5 @@ def overlap_fidelity(
     if len(masks) == 0:
         return 0.0
     s = overlap_scores(masks, prior, solidity_range=solidity_range, inscribed_range=inscribed_range)
-    return per_mask_mean(s, mask_geometry(masks), skip_border=True)
+    return per_mask_mean(s, mask_geometry(masks), skip_border=True,
+                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))

@@ -22,6 +22,12 @@ from samstar_env.params import AmgParams
 
 F = TypeVar("F", bound=Callable[..., float])
 
+#: Version of the built-in rewards' definitions: bumped whenever one of them can return another
+#: value for the same masks, image and prior, so that results made under another version (the
+#: shipped reference fronts, the env's ``-vN`` ids) are not compared with new ones.
+#: 2: per-mask means are taken over at least ``count_floor`` times the expected particle count.
+REWARDS_VERSION = 2
+
 _REGISTRY: dict[str, Callable[..., float]] = {}
 
 

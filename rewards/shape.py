@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import count_floor_of, mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 _DISK_RECT_FILL = np.pi / 4.0  # area of a disk over its bounding square
@@ -18,7 +18,7 @@ _SQUARE_RECT_FILL = 0.90
 
 
 @register_reward("circularity")
-def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
+def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_floor: float = 0.5) -> float:
     """Mean circularity ``4 pi A / P**2`` of the masks, with the Crofton perimeter.
 
     Physics: spherical particles project to disks (circularity 1); a square ideally scores
@@ -28,7 +28,21 @@ def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float
     the length of digitized curves by up to ~8% and so bias small particles low.
 
     Per mask ``c_i = min(1, 4 pi A_i / P_i**2)``; the reward is the mean over masks not cut by the
-    image border; empty and background masks score 0; no mask gives 0.
+    image border, taken over at least ``count_floor`` times the expected number of such particles:
+    ``sum_i c_i / max(N, count_floor * N_log)``; empty and background masks score 0; no mask gives 0.
+
+    Parameters
+    ----------
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+
+    Returns
+    -------
+    float in [0, 1], higher is better.
 
     Examples
     --------
@@ -45,7 +59,8 @@ def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float
     if len(masks) == 0:
         return 0.0
     g = mask_geometry(masks)
-    return per_mask_mean(g.circularity, g, skip_border=True)
+    return per_mask_mean(g.circularity, g, skip_border=True,
+                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
 
 
 def squareness_scores(masks: MaskSet, prior: PhysicsPrior) -> np.ndarray:
@@ -57,7 +72,7 @@ def squareness_scores(masks: MaskSet, prior: PhysicsPrior) -> np.ndarray:
 
 
 @register_reward("squareness")
-def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
+def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_floor: float = 0.5) -> float:
     """Mean squareness of the masks: fill of the minimum-area rectangle, and its side ratio.
 
     Physics: cubic nanocrystals (perovskite CsPbBr3, cubic oxides) project to squares with sharp
@@ -73,7 +88,22 @@ def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
 
     ``q_i = clip((fill_i - pi/4) / (0.90 - pi/4), 0, 1) * min(1, aspect_ratio_max / rect_aspect_i)``
 
-    Mean over masks not cut by the border; empty and background masks score 0; no mask gives 0.
+    Mean over masks not cut by the border, over at least ``count_floor`` times the expected number
+    of such particles (``sum_i q_i / max(N, count_floor * N_log)``); empty and background masks
+    score 0; no mask gives 0.
+
+    Parameters
+    ----------
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+
+    Returns
+    -------
+    float in [0, 1], higher is better.
 
     Examples
     --------
@@ -89,19 +119,34 @@ def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
     """
     if len(masks) == 0:
         return 0.0
-    return per_mask_mean(squareness_scores(masks, prior), mask_geometry(masks), skip_border=True)
+    return per_mask_mean(squareness_scores(masks, prior), mask_geometry(masks), skip_border=True,
+                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
 
 
 @register_reward("aspect_ratio")
-def aspect_ratio(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
+def aspect_ratio(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_floor: float = 0.5) -> float:
     """Fraction of masks whose inertia-ellipse aspect ratio is at most ``prior.aspect_ratio_max``.
 
     Physics: single particles of the sample are compact (the prior bounds their elongation);
     elongated masks are chains of merged particles, slivers between particles or edge artefacts.
 
-    ``aspect_ratio = #{i : major_i / minor_i <= aspect_ratio_max} / #{i not cut by the border}``
+    ``aspect_ratio = #{i : major_i / minor_i <= aspect_ratio_max} / max(N, count_floor * N_log)``
 
-    Empty and background masks count as failures; no mask gives 0.
+    over the N masks not cut by the border (N_log: expected particles inside the frame). Empty and
+    background masks count as failures; no mask gives 0.
+
+    Parameters
+    ----------
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+
+    Returns
+    -------
+    float in [0, 1], higher is better.
 
     Examples
     --------
@@ -114,11 +159,12 @@ def aspect_ratio(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> floa
     if len(masks) == 0:
         return 0.0
     g = mask_geometry(masks)
-    return per_mask_mean((g.aspect_ratio <= prior.aspect_ratio_max).astype(float), g, skip_border=True)
+    return per_mask_mean((g.aspect_ratio <= prior.aspect_ratio_max).astype(float), g, skip_border=True,
+                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
 
 
 @register_reward("shape_fidelity")
-def shape_fidelity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> float:
+def shape_fidelity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_floor: float = 0.5) -> float:
     """The shape reward that fits the prior's shape class.
 
     ``sphere`` -> :func:`circularity`; ``cube`` -> :func:`squareness`; ``irregular`` ->
@@ -137,4 +183,4 @@ def shape_fidelity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> fl
     0.9
     """
     fn = {"sphere": circularity, "cube": squareness, "irregular": aspect_ratio}[prior.shape]
-    return fn(masks, image, prior)
+    return fn(masks, image, prior, count_floor=count_floor)

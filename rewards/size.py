@@ -7,12 +7,13 @@ from scipy.stats import wasserstein_distance
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import diameters, mask_geometry
+from samstar_env.rewards.geometry import count_floor_of, diameters, mask_geometry
 from samstar_env.rewards.registry import register_reward
 
 
 @register_reward("size_window")
-def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, tolerance: float = 0.0) -> float:
+def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, tolerance: float = 0.0,
+                count_floor: float = 0.5) -> float:
     """Fraction of masks whose equivalent diameter lies in the prior's diameter range.
 
     Physics: synthesis fixes the particle size to within a known window (TEM statistics of the
@@ -21,15 +22,21 @@ def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, toler
     paper. The diameter is ``sqrt(4 A / pi)`` times the pixel size (image's, else prior's); with no
     pixel size at all the prior's ``diameter_range_nm`` is read in pixels.
 
-    ``size_window = #{i : lo (1 - tol) <= d_i <= hi (1 + tol)} / N``
+    ``size_window = #{i : lo (1 - tol) <= d_i <= hi (1 + tol)} / max(N, count_floor * N_log)``
 
     Every mask counts in N (background and empty masks are outside the window by construction);
-    no mask gives 0.
+    N_log is the label-free expected particle count; no mask gives 0.
 
     Parameters
     ----------
     tolerance : float
         Relative widening of the window on both sides (0 = the prior's range exactly).
+    count_floor : float
+        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
+        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
+        the segmentation missed count as failures; without it one clean mask scores as high as every
+        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
+        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
 
     Examples
     --------
@@ -49,7 +56,8 @@ def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, toler
     d = diameters(masks, image, prior)
     g = mask_geometry(masks)
     ok = g.valid & (d >= lo * (1.0 - tolerance)) & (d <= hi * (1.0 + tolerance))
-    return float(ok.mean())
+    floor = count_floor_of(image, prior, count_floor=count_floor, interior=False)
+    return float(ok.sum() / max(float(len(ok)), floor))
 
 
 def prior_diameter_grid(prior: PhysicsPrior, *, n: int = 512) -> tuple[np.ndarray, np.ndarray]:

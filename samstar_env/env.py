@@ -197,8 +197,8 @@ class SamStarEnv(gym.Env):
     import gymnasium as gym
     import samstar_env  # registers the samstar/ ids
 
-    env = gym.make("samstar/Perovskite-v0")  # synthetic perovskite tune image, samstar-tiny
-    env = gym.make("samstar/Custom-v0", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
+    env = gym.make("samstar/Perovskite-v1")  # synthetic perovskite tune image, samstar-tiny
+    env = gym.make("samstar/Custom-v1", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
     ```
 
     task : Task
@@ -235,6 +235,9 @@ class SamStarEnv(gym.Env):
 
     ## Version History
 
+    * v1: rewards version 2: per-mask mean rewards (overlap, shape, size window, duplicates,
+      boundary) are taken over at least half the label-free expected particle count, so a few
+      clean masks no longer score as high as every particle segmented (``count_floor``).
     * v0: initial version (samstar 0.1).
     """
 

@@ -3,14 +3,17 @@
 Registered on ``import samstar_env`` (string entry points, versioned ids; bump ``-vN`` when reward
 semantics change):
 
-* ``samstar/Perovskite-v0``, ``samstar/ITO-v0``, ``samstar/AuCo-v0``: the synthetic tasks' frozen
+* ``samstar/Perovskite-v1``, ``samstar/ITO-v1``, ``samstar/AuCo-v1``: the synthetic tasks' frozen
   ``tune`` split with their reward presets and the shipped ``samstar-tiny`` model;
-* ``samstar/Custom-v0``: images, prior, rewards and model passed as keyword arguments.
+* ``samstar/Custom-v1``: images, prior, rewards and model passed as keyword arguments.
+
+The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks) are superseded;
+``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v1`` id.
 
 All ids take :class:`~samstar_env.env.SamStarEnv`'s options as keyword arguments too (``mode``,
 ``budget``, ``obs_mode``, ...), and ``model``, ``space`` and ``rewards`` overrides, e.g.::
 
-    gym.make("samstar/Perovskite-v0", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
+    gym.make("samstar/Perovskite-v1", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
 
 ``gym.make_vec(id, n)`` gives a synchronous vector env with ``(n, k)`` vector rewards; for
 stable-baselines3 scalarize each sub-env:
@@ -55,11 +58,11 @@ else:  # pragma: no cover - Python 3.10 (pyproject allows it): tomllib's backpor
 
 # Ids -> synthetic task names. The registered ids are frozen; a change of reward semantics gets a new -vN.
 SYNTHETIC_IDS: dict[str, str] = {
-    "samstar/Perovskite-v0": "perovskite",
-    "samstar/ITO-v0": "ito",
-    "samstar/AuCo-v0": "auco",
+    "samstar/Perovskite-v1": "perovskite",
+    "samstar/ITO-v1": "ito",
+    "samstar/AuCo-v1": "auco",
 }
-CUSTOM_ID = "samstar/Custom-v0"
+CUSTOM_ID = "samstar/Custom-v1"
 
 # Same as samstar_env.env.DEFAULT_BUDGET (not imported: registration must not import numpy-heavy
 # modules on `import samstar_env`).
@@ -135,7 +138,7 @@ def make_custom_env(
     name: str = "custom",
     **env_options: Any,
 ) -> Any:
-    """Entry point of ``samstar/Custom-v0``: a :class:`SamStarEnv` on the user's images.
+    """Entry point of ``samstar/Custom-v1``: a :class:`SamStarEnv` on the user's images.
 
     Parameters
     ----------
@@ -181,7 +184,7 @@ def build_custom_task(
     name: str = "custom",
     where: str = "custom task",
 ) -> Any:
-    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v0`` and task files).
+    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v1`` and task files).
 
     ``where`` prefixes error messages (the env id or the task file).
     """
@@ -229,7 +232,7 @@ def make_synthetic_vector_env(num_envs: int = 1, *, max_episode_steps: int | Non
 
 
 def make_custom_vector_env(num_envs: int = 1, *, max_episode_steps: int | None = None, **kwargs: Any) -> Any:
-    """Vector entry point of ``samstar/Custom-v0`` (``gym.make_vec``)."""
+    """Vector entry point of ``samstar/Custom-v1`` (``gym.make_vec``)."""
     return _vector_env(make_custom_env, num_envs, max_episode_steps, kwargs)
 
 

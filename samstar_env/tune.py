@@ -36,6 +36,7 @@ import numpy as np
 
 from samstar_env.agents import RunState, Trial, TuningResult, make_agent
 from samstar_env.params import ParamSpace
+from samstar_env.rewards.registry import REWARDS_VERSION
 
 JOURNAL_FORMAT = "samstar-tune-journal/1"
 
@@ -210,6 +211,8 @@ def _header(cfg: TuneConfig, task: Any) -> dict[str, Any]:
         "seed": cfg.seed,
         "budget": cfg.budget,
         "reward_names": list(task.rewards.names),
+        # Journaled rewards were scored under these definitions; a resume under others would mix them.
+        "rewards_version": REWARDS_VERSION,
         "space": task.space.describe(),
         "space_base": task.space.base.to_dict(),
         "model": str(cfg.model if cfg.model is not None else task.model),

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from samstar_env.cli import main
+from samstar_env.rewards import REWARDS_VERSION
 
 SPACE = "pred_iou_thresh,stability_score_thresh,box_nms_thresh"
 
@@ -98,3 +99,16 @@ def test_resume_with_other_settings_is_refused(checkpoint, tmp_path):
     args = _args(checkpoint, out, 6, "--resume")
     args[args.index("--seed") + 1] = "2"
     assert main(args) == 2
+
+
+def test_resume_of_a_journal_scored_under_other_reward_definitions_is_refused(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(checkpoint, out, 4)) == 0
+    journal = out / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["kind"] == "header" and header["rewards_version"] == REWARDS_VERSION
+    header["rewards_version"] = REWARDS_VERSION - 1
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert main(_args(checkpoint, out, 6, "--resume")) == 2
+    assert "rewards_version" in capsys.readouterr().err

@@ -89,6 +89,26 @@ def test_finished_runs_are_skipped_and_partial_ones_rerun(local_run, suite):
     assert read_run(victim) is not None
 
 
+def test_records_of_other_weights_or_reward_definitions_rerun(local_run, suite, tmp_path):
+    import json
+    import shutil
+
+    out = tmp_path / "bench"
+    shutil.copytree(local_run[0] / "runs", out / "runs")  # the shared records stay as they are
+    runs = sorted((out / "runs").glob("*.json"))
+    stale = json.loads(runs[0].read_text())
+    stale["problem"]["rewards_version"] -= 1  # made before the rewards changed
+    runs[0].write_text(json.dumps(stale))
+    other = json.loads(runs[1].read_text())
+    other["problem"]["model_sha256"] = "0" * 64  # made on other weights under the same name
+    runs[1].write_text(json.dumps(other))
+    del_problem = json.loads(runs[2].read_text())
+    del del_problem["problem"]  # a record from before records kept their problem
+    runs[2].write_text(json.dumps(del_problem))
+    _, todo = pending_runs(suite, out)
+    assert sorted(s.run_id for s in todo) == sorted(p.stem for p in runs[:3])
+
+
 def test_same_seed_same_record(local_run, suite, tmp_path):
     out, _, _ = local_run
     spec = run_specs(suite)[0]
@@ -213,7 +233,7 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
     )
     from samstar_env.benchmarks.suites import load_suite
     from samstar_env.models.registry import file_sha256
-    from samstar_env.rewards import preset
+    from samstar_env.rewards import REWARDS_VERSION, preset
 
     quick = load_suite("quick")
     # The shipped fronts of both suites were made on the shipped samstar-tiny weights with each task's
@@ -231,6 +251,12 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
     data["problem"]["model_sha256"] = "0" * 64
     path = reference_front_path(quick, "ito", root=tmp_path)
     path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    assert load_reference_front(quick, "ito", reward_names=tuple(data["reward_names"]), root=tmp_path) is None
+    # Same rewards by name, made under other definitions: not used either.
+    data = json.loads(reference_front_path(quick, "ito").read_text())
+    assert data["problem"]["rewards_version"] == REWARDS_VERSION
+    data["problem"]["rewards_version"] = REWARDS_VERSION - 1
     path.write_text(json.dumps(data))
     assert load_reference_front(quick, "ito", reward_names=tuple(data["reward_names"]), root=tmp_path) is None
     # A checkpoint passed by path is keyed on its bytes.

@@ -255,3 +255,52 @@ def test_latency_monotone_in_cost(blank128, sphere_prior):
     assert predicted_cost(AmgParams(points_per_side=16, crop_n_layers=1, crop_n_points_downscale_factor=2)) == 16 * 16 + 12 + 4 * (64 + 12)
     with pytest.raises(ValueError, match="params"):
         latency(ms, blank128, sphere_prior)
+
+
+# --- count floor: per-mask means over at least half the expected particles --------------------
+FLOORED = [overlap_fidelity, circularity, squareness, aspect_ratio, shape_fidelity, duplicate_free, size_window,
+           boundary_contrast]
+CENTERS = [(32, 32), (32, 96), (96, 32), (96, 96)]
+
+
+def _four_disks():
+    """Four separate interior disks (radius 10 px) on a HAADF-like image, and a prior that fits them."""
+    disks = [draw_disk(S, c, 10) for c in CENTERS]
+    img = Micrograph(render(S, disks), modality="haadf")
+    return disks, img, PhysicsPrior((12.0, 30.0), aspect_ratio_max=1.3)
+
+
+def test_expected_particle_count_interior_excludes_border_blobs():
+    from samstar_env.rewards.geometry import expected_particle_count
+
+    disks, img, prior = _four_disks()
+    assert expected_particle_count(img, prior) == 4
+    assert expected_particle_count(img, prior, interior=True) == 4
+    cut = [*disks[:3], draw_disk(S, (64, 2), 10)]  # the fourth particle now crosses the left edge
+    img_cut = Micrograph(render(S, cut), modality="haadf")
+    assert expected_particle_count(img_cut, prior) == 4
+    assert expected_particle_count(img_cut, prior, interior=True) == 3
+
+
+@pytest.mark.parametrize("fn", FLOORED, ids=lambda f: f.__name__)
+def test_count_floor_scores_missed_particles_as_failures(fn):
+    disks, img, prior = _four_disks()
+    all_four, one = maskset(*disks), maskset(disks[0])
+    full = fn(all_four, img, prior)
+    assert full > 0.3  # separate disks of the right size (squareness rates a disk ~0.5)
+    # One of four identical particles: the plain mean (count_floor 0) equals the full score, the
+    # default divides by max(1, 0.5 * 4) = 2.
+    plain = fn(one, img, prior, count_floor=0.0)
+    assert plain == pytest.approx(full, abs=1e-9)
+    assert fn(one, img, prior) == pytest.approx(plain / 2.0, abs=1e-12)
+    # Two of four reach the floor exactly: no penalty.
+    assert fn(maskset(*disks[:2]), img, prior) == pytest.approx(fn(maskset(*disks[:2]), img, prior, count_floor=0.0), abs=1e-12)
+    # count_floor 1: every missing particle counts.
+    assert fn(one, img, prior, count_floor=1.0) == pytest.approx(plain / 4.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf")])
+def test_count_floor_must_be_finite_and_non_negative(bad):
+    disks, img, prior = _four_disks()
+    with pytest.raises(ValueError, match="count_floor"):
+        overlap_fidelity(maskset(disks[0]), img, prior, count_floor=bad)
