@@ -284,13 +284,17 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
     from samstar_env.models import train_tiny
 
     recipes = sorted((Path(train_tiny.__file__).parent / "recipes").glob("*.json"))
-    names = [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)] + ["samstar-tiny-stage5-gpu.json"]
+    names = [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)] + ["samstar-tiny-stage5-gpu.json", "samstar-tiny-stage6-cpu.json"]
     assert [p.name for p in recipes] == names
-    stage1, stage2, stage3, stage4, stage5 = (
+    stage1, stage2, stage3, stage4, stage5, stage6 = (
         train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes
     )
     # Stage 5 continues from v1 (stage 4's shipped weights) on a GPU machine, with DataLoader workers.
     assert stage5.init_weights == stage4.output and stage5.data_workers > 0 and stage5.images_per_step > 2
+    # Stage 6 (v3) continues from v2 (stage 5's weights, shipped) on the 2-core CPU: one thread, in
+    # the loop, with a small focal term ramped in (the dice-only logits were uncalibrated).
+    assert stage6.init_weights == stage4.output and stage6.threads == 1 and stage6.data_workers == 0
+    assert stage6.focal_weight > 0 and stage6.focal_warmup_steps > 0
     # Stage 1 teaches prompt following on drawn particles with single-mask output; each later stage
     # starts from the previous one's weights (multimask, real and synthetic data, then a stronger IoU
     # head, then background prompts) and the last one writes the shipped weights.
