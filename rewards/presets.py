@@ -44,17 +44,17 @@ generic     size_window, shape_fidelity, overlap_         A balanced default for
             count_plausibility, boundary_contrast (1 each)
 ==========  ============================================  ==========================================
 
-Measured fidelity (``benchmarks/reward_fidelity.py --n-params 150 --seed S``, samstar-tiny v2,
-Spearman rho between the preset's scalarization and ground-truth F1 over the parameter sets that
-segment every image, seeds 0 / 1):
+Measured fidelity (``benchmarks/reward_fidelity.py --n-params 150 --seed S``: Spearman rho between
+the preset's scalarization and ground-truth F1 over the parameter sets that segment every image):
 
-==========  ===================  ===================
-preset      rewards version 2    rewards version 1
-==========  ===================  ===================
-perovskite  +0.73 / +0.62        +0.62 / +0.43
-ito         +0.72 / +0.86        +0.81 / +0.86
-auco        +0.80 / +0.69        +0.80 / +0.69
-==========  ===================  ===================
+==========  ==============================  ==============================  ===================
+preset      samstar-tiny v2, rewards v2     samstar-tiny v2, rewards v1     v3 (shipped), rewards
+            (seeds 0 / 1)                   (seeds 0 / 1)                   v2 (seed 0)
+==========  ==============================  ==============================  ===================
+perovskite  +0.73 / +0.62                   +0.62 / +0.43                   +0.71
+ito         +0.72 / +0.86                   +0.81 / +0.86                   +0.68
+auco        +0.80 / +0.69                   +0.80 / +0.69                   +0.67
+==========  ==============================  ==============================  ===================
 
 Version 2 takes every per-mask mean over at least half the LoG particle count (``count_floor``):
 as plain means, one clean mask scored as high as a clean segmentation of every particle, which
@@ -62,7 +62,8 @@ left ``overlap_fidelity`` (+0.10 / +0.08 alone on perovskite), ``duplicate_free`
 and ``aspect_ratio`` (+0.02 / -0.06) blind to missed particles; with the floor they give +0.44 /
 +0.46, +0.61 / +0.46 and +0.24 / +0.24, and ``size_window`` +0.85 / +0.80, ``boundary_contrast``
 +0.81 / +0.75. On ITO, where v2's F1 follows precision (few, clean masks win), the preset lost 0.09
-on seed 0 and nothing on seed 1.
+on seed 0 and nothing on seed 1. With v3 every single reward of the perovskite preset has rho
+>= +0.26 (``overlap_fidelity`` +0.60, ``duplicate_free`` +0.63).
 
 AuCo has no ``duplicate_free``: its own rho there was -0.64 as a plain fraction (+0.23 / +0.06 with
 the floor), since AuCo's better segmentations nest small particles in aggregates; with
