@@ -7,7 +7,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import count_floor_of, image_features, mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import image_features, mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 _K3 = np.ones((3, 3), np.uint8)
@@ -63,11 +63,8 @@ def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *,
     Parameters
     ----------
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -88,5 +85,4 @@ def boundary_contrast(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *,
     """
     if len(masks) == 0:
         return 0.0
-    return per_mask_mean(boundary_scores(masks, image, prior), mask_geometry(masks), skip_border=False,
-                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=False))
+    return per_mask_mean(boundary_scores(masks, image, prior), mask_geometry(masks), image, prior, skip_border=False, count_floor=count_floor)

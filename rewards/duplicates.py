@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import count_floor_of, mask_geometry
+from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 
@@ -55,11 +55,8 @@ def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, co
     containment : float
         Share of a mask's pixels inside a larger mask that makes it redundant.
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -81,6 +78,6 @@ def duplicate_free(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, co
     """
     if len(masks) == 0:
         return 0.0
-    red = redundant_masks(masks, containment=containment)
-    floor = count_floor_of(image, prior, count_floor=count_floor, interior=False)
-    return float((len(red) - red.sum()) / max(float(len(red)), floor))
+    # Empty and background masks are redundant, and per_mask_mean scores them 0 as well.
+    unique = (~redundant_masks(masks, containment=containment)).astype(float)
+    return per_mask_mean(unique, mask_geometry(masks), image, prior, skip_border=False, count_floor=count_floor)

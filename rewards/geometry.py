@@ -578,11 +578,7 @@ def expected_particle_count(
     return int(inside.sum())
 
 
-def count_floor_of(image: Micrograph, prior: PhysicsPrior, *, count_floor: float, interior: bool) -> float:
-    """``count_floor`` times :func:`expected_particle_count`: the least denominator of a per-mask mean.
-
-    Raises ``ValueError`` naming ``count_floor`` unless it is a finite number >= 0.
-    """
+def _count_floor(image: Micrograph, prior: PhysicsPrior, *, count_floor: float, interior: bool) -> float:
     if not np.isfinite(count_floor) or count_floor < 0:
         raise ValueError(f"count_floor must be a finite number >= 0 (0 disables it), got {count_floor!r}")
     if count_floor == 0:
@@ -590,18 +586,27 @@ def count_floor_of(image: Micrograph, prior: PhysicsPrior, *, count_floor: float
     return float(count_floor) * expected_particle_count(image, prior, interior=interior)
 
 
-def per_mask_mean(scores: np.ndarray, geom: MaskGeometry, *, skip_border: bool, min_count: float = 0.0) -> float:
-    """Mean of per-mask scores with the shared conventions: empty and background masks score 0;
-    masks cut by the image border are left out when ``skip_border`` (shape rewards). Returns 0.0
-    when no mask is left to score, so that an empty output is always a poor one.
+def per_mask_mean(
+    scores: np.ndarray, geom: MaskGeometry, image: Micrograph, prior: PhysicsPrior, *, skip_border: bool,
+    count_floor: float = 0.5,
+) -> float:
+    """Mean of per-mask scores with the shared conventions, over at least ``count_floor`` times the
+    expected particle count.
 
-    The sum is divided by ``max(n_scored, min_count)``: with ``min_count`` from
-    :func:`count_floor_of`, particles the segmentation did not return count as failures, so a
-    few clean masks do not score as high as a clean segmentation of every particle (the plain mean
-    has that degenerate optimum; ``benchmarks/reward_fidelity.py`` measured it).
+    Empty and background masks score 0; masks cut by the image border are left out when
+    ``skip_border`` (shape rewards), and then only the particles inside the frame are expected.
+    Returns 0.0 when no mask is left to score, so that an empty output is always a poor one.
+
+    The sum is divided by ``max(n_scored, count_floor * N_log)`` with N_log from
+    :func:`expected_particle_count`: particles the segmentation did not return count as failures,
+    so a few clean masks do not score as high as a clean segmentation of every particle (the plain
+    mean has that degenerate optimum; ``benchmarks/reward_fidelity.py`` measured it). 0.5 tolerates
+    a LoG estimate up to twice the true count; ``count_floor=0`` gives the plain mean (rewards
+    version 1). Raises ``ValueError`` naming ``count_floor`` unless it is a finite number >= 0.
     """
     s = np.where(geom.valid, np.asarray(scores, float), 0.0)
     keep = ~(geom.touches_border & geom.valid) if skip_border else np.ones(geom.n, bool)
     if not keep.any():
         return 0.0
-    return float(np.clip(s[keep].sum() / max(float(keep.sum()), min_count), 0.0, 1.0))
+    floor = _count_floor(image, prior, count_floor=count_floor, interior=skip_border)
+    return float(np.clip(s[keep].sum() / max(float(keep.sum()), floor), 0.0, 1.0))

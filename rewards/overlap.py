@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import count_floor_of, mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 # Inscribed-radius ratio of the ideal single particle of each shape class: a disk's largest
@@ -72,11 +72,8 @@ def overlap_fidelity(
         Ramps from 0 to 1; the upper ends sit below what digitized disks (radius >= 2 px) and
         rotated squares (side >= 20 px) reach (measured), so single particles are not penalized.
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -100,5 +97,4 @@ def overlap_fidelity(
     if len(masks) == 0:
         return 0.0
     s = overlap_scores(masks, prior, solidity_range=solidity_range, inscribed_range=inscribed_range)
-    return per_mask_mean(s, mask_geometry(masks), skip_border=True,
-                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
+    return per_mask_mean(s, mask_geometry(masks), image, prior, skip_border=True, count_floor=count_floor)

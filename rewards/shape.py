@@ -6,7 +6,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import count_floor_of, mask_geometry, per_mask_mean
+from samstar_env.rewards.geometry import mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 _DISK_RECT_FILL = np.pi / 4.0  # area of a disk over its bounding square
@@ -34,11 +34,8 @@ def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count
     Parameters
     ----------
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -59,8 +56,7 @@ def circularity(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count
     if len(masks) == 0:
         return 0.0
     g = mask_geometry(masks)
-    return per_mask_mean(g.circularity, g, skip_border=True,
-                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
+    return per_mask_mean(g.circularity, g, image, prior, skip_border=True, count_floor=count_floor)
 
 
 def squareness_scores(masks: MaskSet, prior: PhysicsPrior) -> np.ndarray:
@@ -95,11 +91,8 @@ def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_
     Parameters
     ----------
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -119,8 +112,7 @@ def squareness(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, count_
     """
     if len(masks) == 0:
         return 0.0
-    return per_mask_mean(squareness_scores(masks, prior), mask_geometry(masks), skip_border=True,
-                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
+    return per_mask_mean(squareness_scores(masks, prior), mask_geometry(masks), image, prior, skip_border=True, count_floor=count_floor)
 
 
 @register_reward("aspect_ratio")
@@ -138,11 +130,8 @@ def aspect_ratio(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, coun
     Parameters
     ----------
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`, interior blobs), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Returns
     -------
@@ -159,8 +148,7 @@ def aspect_ratio(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, coun
     if len(masks) == 0:
         return 0.0
     g = mask_geometry(masks)
-    return per_mask_mean((g.aspect_ratio <= prior.aspect_ratio_max).astype(float), g, skip_border=True,
-                         min_count=count_floor_of(image, prior, count_floor=count_floor, interior=True))
+    return per_mask_mean((g.aspect_ratio <= prior.aspect_ratio_max).astype(float), g, image, prior, skip_border=True, count_floor=count_floor)
 
 
 @register_reward("shape_fidelity")

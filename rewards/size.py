@@ -7,7 +7,7 @@ from scipy.stats import wasserstein_distance
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.rewards.geometry import count_floor_of, diameters, mask_geometry
+from samstar_env.rewards.geometry import diameters, mask_geometry, per_mask_mean
 from samstar_env.rewards.registry import register_reward
 
 
@@ -32,11 +32,8 @@ def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, toler
     tolerance : float
         Relative widening of the window on both sides (0 = the prior's range exactly).
     count_floor : float
-        The mean is over at least ``count_floor`` times the LoG estimate of the particle count
-        (:func:`~samstar_env.rewards.geometry.expected_particle_count`), so particles
-        the segmentation missed count as failures; without it one clean mask scores as high as every
-        particle cleanly segmented. 0.5 (default) tolerates a LoG estimate up to twice the true
-        count; 0 gives the plain mean over masks (the semantics of rewards version 1).
+        Average over at least this many times the expected particle count, so that missed
+        particles count as failures (see :func:`~samstar_env.rewards.geometry.per_mask_mean`; 0: plain mean).
 
     Examples
     --------
@@ -56,8 +53,7 @@ def size_window(masks: MaskSet, image: Micrograph, prior: PhysicsPrior, *, toler
     d = diameters(masks, image, prior)
     g = mask_geometry(masks)
     ok = g.valid & (d >= lo * (1.0 - tolerance)) & (d <= hi * (1.0 + tolerance))
-    floor = count_floor_of(image, prior, count_floor=count_floor, interior=False)
-    return float(ok.sum() / max(float(len(ok)), floor))
+    return per_mask_mean(ok.astype(float), g, image, prior, skip_border=False, count_floor=count_floor)
 
 
 def prior_diameter_grid(prior: PhysicsPrior, *, n: int = 512) -> tuple[np.ndarray, np.ndarray]:
