@@ -132,15 +132,24 @@ class SB3Agent(Agent):
     # -- the SB3 side ------------------------------------------------------------------------
     def _make_model(self, env: Any, steps: int, seed: int) -> Any:
         import stable_baselines3 as sb3
+        from stable_baselines3.common.logger import Logger
 
         kw = dict(self.algo_kwargs)
+        kw.setdefault("verbose", 0)
         if self.algo == "sac":
             kw.setdefault("learning_starts", self.learning_starts if self.learning_starts is not None else max(1, steps // 4))
             kw.setdefault("batch_size", 64)
-            return sb3.SAC("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kw)
-        kw.setdefault("n_steps", max(2, min(64, steps)))
-        kw.setdefault("batch_size", kw["n_steps"])
-        return sb3.PPO("MlpPolicy", env, seed=seed, device="cpu", verbose=0, **kw)
+            model = sb3.SAC("MlpPolicy", env, seed=seed, device="cpu", **kw)
+        else:
+            kw.setdefault("n_steps", max(2, min(64, steps)))
+            kw.setdefault("batch_size", kw["n_steps"])
+            model = sb3.PPO("MlpPolicy", env, seed=seed, device="cpu", **kw)
+        if kw.get("tensorboard_log") is None and not kw["verbose"]:
+            # Without a logger of its own, every learn() makes an empty $TMPDIR/SB3-<date> folder
+            # (SB3's configure() with no output formats); an in-memory logger writes nothing. A user
+            # who asks for tensorboard_log or verbose output gets SB3's own logger.
+            model.set_logger(Logger(folder=None, output_formats=[]))
+        return model
 
     def _env(self, weights: Any, *, mode: str = "budget", handoff: bool = True) -> Any:
         from samstar_env.env import SamStarEnv

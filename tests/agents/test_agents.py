@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -108,7 +110,11 @@ def test_real_problem_end_to_end(small_task):
     assert TuningResult.from_json(r1.to_json()).same_as(r1)
 
 
-def test_sb3_tiny_run(small_task, tmp_path):
+def test_sb3_tiny_run(small_task, tmp_path, monkeypatch):
+    # SB3's default logger makes an empty $TMPDIR/SB3-<date> folder per learn(); the agent must not.
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
     opts = dict(n_weights=2, episode_length=4, contextual_steps=2, save_dir=str(tmp_path))
     r1 = make_agent("sb3", **opts).run(TuningProblem(small_task), budget=8, seed=0)
     r2 = make_agent("sb3", **opts).run(TuningProblem(small_task), budget=8, seed=0)
@@ -117,3 +123,4 @@ def test_sb3_tiny_run(small_task, tmp_path):
     assert (tmp_path / "contextual.zip").is_file()
     ppo = make_agent("sb3", algo="ppo", episode_length=4, algo_kwargs={"n_steps": 4, "batch_size": 4})
     assert len(ppo.run(TuningProblem(small_task), budget=8, seed=0).trials) == 8
+    assert list(tmp.iterdir()) == []
