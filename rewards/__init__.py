@@ -15,7 +15,7 @@ from samstar_env.rewards.geometry import MaskGeometry, image_features, mask_geom
 from samstar_env.rewards.latency import latency, predicted_cost
 from samstar_env.rewards.overlap import overlap_fidelity
 from samstar_env.rewards.populations import aggregate_coverage, small_particle_detection
-from samstar_env.rewards.presets import PRESETS, preset
+from samstar_env.rewards.presets import PRESETS, configure_suite, preset, reward_options
 from samstar_env.rewards.registry import (
     REWARDS_VERSION,
     RewardContext,
@@ -40,6 +40,7 @@ __all__ = [
     "aspect_ratio",
     "boundary_contrast",
     "circularity",
+    "configure_suite",
     "count_plausibility",
     "coverage",
     "coverage_terms",
@@ -55,6 +56,7 @@ __all__ = [
     "preset",
     "redundant_masks",
     "register_reward",
+    "reward_options",
     "shape_fidelity",
     "size_distribution",
     "size_window",

@@ -77,10 +77,13 @@ the sample); add it for real-time tuning: ``RewardSuite([*preset("ito").names, "
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Mapping, Sequence
+from dataclasses import fields
 from functools import partial
 from typing import Any
 
-from samstar_env.rewards.registry import get_reward
+from samstar_env.rewards.registry import RewardContext, get_reward
 from samstar_env.rewards.suite import RewardSuite
 
 PRESETS: dict[str, dict[str, float]] = {
@@ -153,3 +156,90 @@ def preset(task: str) -> RewardSuite:
     options = PRESET_OPTIONS.get(task, {})
     specs = [(n, partial(get_reward(n), **options[n])) if n in options else n for n in table]
     return RewardSuite(specs, weights=list(table.values()))
+
+
+def reward_options(name: str) -> tuple[str, ...] | None:
+    """The options (keyword arguments) registered reward ``name`` takes; ``None`` when it takes any.
+
+    The three positional arguments (masks, image, prior) and the :class:`RewardContext` fields,
+    which the suite passes itself, are not options.
+
+    Examples
+    --------
+    >>> "count_floor" in reward_options("size_window")
+    True
+    """
+    sig = inspect.signature(get_reward(name))
+    params = list(sig.parameters.values())
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    context = {f.name for f in fields(RewardContext)}
+    ok = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in params[3:] if p.kind in ok and p.name not in context)
+
+
+def configure_suite(
+    rewards: str | Sequence[str] = "generic",
+    *,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> RewardSuite:
+    """A suite from a preset or a list of reward names, with options and weights changed by name.
+
+    What task files (``[task].rewards`` and the ``[rewards]`` table) are turned into; in Python it
+    saves writing the ``functools.partial`` calls by hand.
+
+    Parameters
+    ----------
+    rewards : str or sequence of str
+        A preset name (its rewards, weights and options are the starting point) or registered
+        reward names (weight 1 each, the functions' default options).
+    options : mapping name -> mapping, optional
+        Keyword arguments for a reward, over the preset's (e.g. ``{"size_window": {"count_floor": 0.3}}``).
+    weights : mapping name -> float, optional
+        Scalarization weights by name; rewards not named keep theirs (the preset's, else 1).
+
+    Returns
+    -------
+    RewardSuite
+
+    Raises
+    ------
+    ValueError
+        An unknown preset or reward, options or weights for a reward the suite does not hold, an
+        option the reward does not take (the message lists those it does).
+
+    Examples
+    --------
+    >>> s = configure_suite("perovskite", options={"size_window": {"count_floor": 0.3}}, weights={"coverage": 0.0})
+    >>> s.names == preset("perovskite").names, float(s.weights[s.names.index("coverage")])
+    (True, 0.0)
+    """
+    if isinstance(rewards, str):
+        if rewards not in PRESETS:
+            raise ValueError(f"unknown reward preset {rewards!r}; valid presets: {sorted(PRESETS)}")
+        names = list(PRESETS[rewards])
+        base_w = dict(PRESETS[rewards])
+        opts: dict[str, dict[str, Any]] = {n: dict(o) for n, o in PRESET_OPTIONS.get(rewards, {}).items()}
+    else:
+        names = list(rewards)
+        base_w = {n: 1.0 for n in names}
+        opts = {}
+    for what, table in (("options", options or {}), ("weights", weights or {})):
+        unknown = sorted(set(table) - set(names))
+        if unknown:
+            raise ValueError(f"reward {what} for {unknown}, which the suite does not hold; its rewards are {names}")
+    for name, given in (options or {}).items():
+        if not isinstance(given, Mapping):
+            raise ValueError(f"options of reward {name!r} must be a mapping of keyword arguments, got {given!r}")
+        takes = reward_options(name)
+        bad = sorted(set(given) - set(takes)) if takes is not None else []
+        if bad:
+            raise ValueError(f"reward {name!r} has no option(s) {bad}; it takes {list(takes or ())}")
+        opts.setdefault(name, {}).update(given)
+    for name, w in (weights or {}).items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise ValueError(f"weight of reward {name!r} must be a number, got {w!r}")
+        base_w[name] = float(w)
+    specs = [(n, partial(get_reward(n), **opts[n])) if opts.get(n) else n for n in names]
+    return RewardSuite(specs, weights=[base_w[n] for n in names])

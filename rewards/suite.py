@@ -125,6 +125,11 @@ class RewardSuite:
         return self._fns
 
     @property
+    def options(self) -> tuple[dict[str, Any], ...]:
+        """Each reward's options in vector order: the keywords of a ``functools.partial``, else ``{}``."""
+        return tuple(dict(getattr(f, "keywords", None) or {}) if isinstance(f, partial) else {} for f in self._fns)
+
+    @property
     def weights(self) -> np.ndarray:
         """Normalized scalarization weights (sum 1), in vector order."""
         return self._weights.copy()

@@ -28,10 +28,15 @@ A task file (:func:`make_env_from_toml`)::
     modality = "haadf"               # optional
     model = "checkpoints/sam.pth"    # a path (relative to this file) or a registered name
     rewards = ["size_window", "shape_fidelity", "overlap_fidelity"]   # optional: "generic" preset
+                                     # (or a preset name: "perovskite", "ito", "auco", "generic")
 
     [prior]
     diameter_range_nm = [8.0, 15.0]
     shape = "cube"                   # sphere | cube | irregular
+
+    [rewards]                        # optional: weights (others keep 1 or the preset's) and options
+    weights = { overlap_fidelity = 2.0 }
+    options.size_window = { tolerance = 0.3, count_floor = 0.3 }   # keyword arguments of the reward
 
     [space]                          # optional: tune a subset of the default dimensions
     dimensions = ["points_per_side", "pred_iou_thresh", "stability_score_thresh"]
@@ -267,11 +272,12 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
             doc = tomllib.load(fh)
     except tomllib.TOMLDecodeError as exc:
         raise TaskFileError(f"{p}: not valid TOML ({exc})") from None
-    unknown = sorted(set(doc) - {"task", "prior", "space", "env"})
+    unknown = sorted(set(doc) - {"task", "prior", "rewards", "space", "env"})
     if unknown:
-        raise TaskFileError(f"{p}: unknown table(s) {unknown}; expected [task], [prior], [space], [env]")
+        raise TaskFileError(f"{p}: unknown table(s) {unknown}; expected [task], [prior], [rewards], [space], [env]")
     task_tbl = _table(doc, "task", p, required=True)
     prior_tbl = _table(doc, "prior", p, required=True)
+    rewards_tbl = _table(doc, "rewards", p, required=False)
     space_tbl = _table(doc, "space", p, required=False)
     env_tbl = _table(doc, "env", p, required=False)
 
@@ -293,9 +299,10 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
             model = str(cand.resolve())
         elif any(sep in model for sep in ("/", "\\")) or model.endswith((".pth", ".pt", ".ckpt")):
             raise TaskFileError(f"{p}: [task].model: checkpoint {str(cand)!r} does not exist")
-    rewards = _get(task_tbl, "rewards", list, p, "task")
-    if rewards is not None and not all(isinstance(r, str) for r in rewards):
-        raise TaskFileError(f"{p}: [task].rewards must be a list of reward names, got {rewards!r}")
+    rewards = _get(task_tbl, "rewards", (list, str), p, "task")
+    if isinstance(rewards, list) and not all(isinstance(r, str) for r in rewards):
+        raise TaskFileError(f"{p}: [task].rewards must be a preset name or a list of reward names, got {rewards!r}")
+    suite = _suite_from_file(rewards, rewards_tbl, p)
 
     space = None
     if space_tbl:
@@ -315,7 +322,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
         task = build_custom_task(
             images=str(folder),
             prior=_prior_from_mapping(prior_tbl, f"{p}: [prior]"),
-            rewards=rewards,
+            rewards=suite,
             model=model,
             pixel_size_nm=px,
             modality=_get(task_tbl, "modality", str, p, "task") or "unknown",
@@ -360,6 +367,20 @@ def _check_options(options: Mapping[str, Any], where: str) -> None:
         raise TypeError(f"{where}: unknown option(s) {unknown}; SamStarEnv takes {list(_ENV_OPTIONS)}")
 
 
+def _suite_from_file(rewards: str | list[str] | None, table: Mapping[str, Any], p: Path) -> Any:
+    """The suite of a task file: ``[task].rewards`` (a preset or names) with ``[rewards]`` options and weights."""
+    from samstar_env.rewards import configure_suite
+
+    _no_unknown(table, {"options", "weights"}, p, "rewards")
+    options = _get(table, "options", dict, p, "rewards")
+    weights = _get(table, "weights", dict, p, "rewards")
+    try:
+        return configure_suite("generic" if rewards is None else rewards, options=options, weights=weights)
+    except (KeyError, ValueError, TypeError) as exc:
+        msg = exc.args[0] if exc.args else exc
+        raise TaskFileError(f"{p}: [task].rewards / [rewards]: {msg}") from None
+
+
 def _suite(rewards: Any, where: str) -> Any:
     from samstar_env.rewards import RewardSuite, preset
 
@@ -368,6 +389,11 @@ def _suite(rewards: Any, where: str) -> Any:
         return preset("generic")
     if isinstance(rewards, RewardSuite):
         return rewards
+    if isinstance(rewards, str):
+        try:
+            return preset(rewards)
+        except ValueError as exc:
+            raise ValueError(f"{where}: rewards: {exc}") from None
     if isinstance(rewards, (str, bytes)) or not isinstance(rewards, Sequence):
         raise TypeError(f"{where}: rewards must be a RewardSuite or a list of reward names/callables, got {rewards!r}")
     try:

@@ -211,6 +211,9 @@ def _header(cfg: TuneConfig, task: Any) -> dict[str, Any]:
         "seed": cfg.seed,
         "budget": cfg.budget,
         "reward_names": list(task.rewards.names),
+        # Task files can set reward options and weights; a resume under other ones would mix scores.
+        "reward_options": json.loads(json.dumps(list(task.rewards.options), default=repr)),
+        "reward_weights": [round(float(w), 12) for w in task.rewards.weights],
         # Journaled rewards were scored under these definitions; a resume under others would mix them.
         "rewards_version": REWARDS_VERSION,
         "space": task.space.describe(),
@@ -221,9 +224,17 @@ def _header(cfg: TuneConfig, task: Any) -> dict[str, Any]:
     }
 
 
+# Header keys that journals written before them lack: such a journal resumes without the check.
+_ADDED_HEADER_KEYS = ("reward_options", "reward_weights")
+
+
 def _check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path) -> None:
     # The budget may grow on resume (continue a finished run); everything else must be identical.
-    diffs = [k for k in new if k not in ("budget", "format") and json.loads(json.dumps(new[k])) != old.get(k)]
+    diffs = [
+        k for k in new
+        if k not in ("budget", "format") and not (k in _ADDED_HEADER_KEYS and k not in old)
+        and json.loads(json.dumps(new[k])) != old.get(k)
+    ]
     if diffs:
         detail = "; ".join(f"{k}: journal {old.get(k)!r} vs now {new[k]!r}" for k in diffs)
         raise ValueError(f"cannot resume {path}: the run's settings changed ({detail})")

@@ -12,7 +12,7 @@ import samstar_env
 from samstar_env.data.loaders import save_tiff_with_pixel_size
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.env import DEFAULT_BUDGET, SamStarEnv
-from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS, TaskFileError, make_env_from_toml
+from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS, TaskFileError, make_env_from_toml, task_from_toml
 from samstar_env.rewards import preset as rewards_preset
 from samstar_env.wrappers import ScalarizeReward
 from tests.env_helpers import SIZE, small_space
@@ -155,10 +155,41 @@ def test_make_env_from_toml(task_dir: Path):
     assert make_env_from_toml(path, budget=9).budget == 9  # keyword overrides beat [env]
 
 
+def test_toml_rewards_table_sets_preset_options_and_weights(task_dir: Path):
+    path = task_dir / "task.toml"
+    path.write_text(
+        '[task]\nimages = "micrographs"\nmodel = "sam.pt"\nrewards = "auco"\n'
+        "[prior]\ndiameter_range_nm = [2.0, 30.0]\n"
+        '[rewards]\nweights = { coverage = 3.0 }\noptions.size_distribution = {}\n'
+        'options.count_plausibility = { log_threshold = 0.05 }\n'
+    )
+    task, _ = task_from_toml(path)
+    ref = rewards_preset("auco")
+    assert task.rewards.names == ref.names
+    opts = dict(zip(task.rewards.names, task.rewards.options, strict=True))
+    assert opts["count_plausibility"] == {"log_threshold": 0.05} and opts["coverage"] == {"threshold": "triangle"}
+    w = dict(zip(task.rewards.names, task.rewards.weights, strict=True))
+    assert w["coverage"] == pytest.approx(3 / 8) and w["boundary_contrast"] == pytest.approx(1 / 8)
+    # Without [task].rewards the generic preset is the base.
+    path.write_text('[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [8.0, 15.0]\n[rewards]\noptions.size_window = { tolerance = 0.3 }\n')
+    task, _ = task_from_toml(path)
+    assert task.rewards.names == rewards_preset("generic").names
+    assert dict(zip(task.rewards.names, task.rewards.options, strict=True))["size_window"] == {"tolerance": 0.3}
+
+
+_BASE = '[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n'
+
+
 @pytest.mark.parametrize(
     ("text", "match"),
     [
         ("[task\n", "not valid TOML"),
+        (_BASE + "[rewards]\nweight = {}\n", r"\[rewards\]: unknown key.*weight"),
+        (_BASE + "[rewards]\noptions.latency = {}\n", r"\[rewards\]: .*latency.*does not hold"),
+        (_BASE + "[rewards]\noptions.size_window = { tolerence = 0.1 }\n", r"\[rewards\]: .*no option.*tolerence"),
+        (_BASE + '[rewards]\nweights = { size_window = "x" }\n', r"\[rewards\]: .*must be a number"),
+        (_BASE + "[rewards]\noptions = 3\n", r"\[rewards\]\.options must be dict"),
+        ('[task]\nimages = "micrographs"\nrewards = "graphene"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n', r"valid presets"),
         ('[prior]\ndiameter_range_nm = [1.0, 2.0]\n', r"missing table \[task\]"),
         ('[task]\nimages = "micrographs"\n', r"missing table \[prior\]"),
         ('[task]\nmodel = "x"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n', r"missing key \[task\]\.images"),

@@ -112,3 +112,22 @@ def test_resume_of_a_journal_scored_under_other_reward_definitions_is_refused(ch
     journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
     assert main(_args(checkpoint, out, 6, "--resume")) == 2
     assert "rewards_version" in capsys.readouterr().err
+
+
+def test_resume_checks_reward_options_and_weights_when_the_journal_records_them(checkpoint, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(_args(checkpoint, out, 4)) == 0
+    journal = out / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert len(header["reward_options"]) == len(header["reward_names"]) and len(header["reward_weights"]) == len(header["reward_names"])
+    # A journal from before these keys existed resumes (nothing recorded to compare with) ...
+    old = {k: v for k, v in header.items() if k not in ("reward_options", "reward_weights")}
+    journal.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    assert main(_args(checkpoint, out, 5, "--resume")) == 0
+    # ... one recorded under other reward options does not.
+    lines = journal.read_text().splitlines()
+    header["reward_options"] = [{"count_floor": 0.9}] + header["reward_options"][1:]
+    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    assert main(_args(checkpoint, out, 6, "--resume")) == 2
+    assert "reward_options" in capsys.readouterr().err

@@ -19,11 +19,13 @@ from samstar_env.rewards import (
     RewardError,
     RewardSuite,
     circularity,
+    configure_suite,
     coverage,
     get_reward,
     list_rewards,
     preset,
     register_reward,
+    reward_options,
 )
 from samstar_env.rewards import registry as reg
 
@@ -176,3 +178,53 @@ def test_preset_contents_follow_the_paper():
     assert PRESETS["auco"]["small_particle_detection"] == PRESETS["auco"]["aggregate_coverage"]
     with pytest.raises(ValueError, match="valid presets"):
         preset("graphene")
+
+
+@pytest.mark.parametrize("task", ["perovskite", "ito", "auco", "generic"])
+def test_configure_suite_of_a_preset_equals_the_preset(task, case):
+    a, b = configure_suite(task), preset(task)
+    assert a.names == b.names and a.options == b.options
+    np.testing.assert_array_equal(a.weights, b.weights)
+    np.testing.assert_array_equal(a.evaluate(*case), b.evaluate(*case))
+
+
+def test_configure_suite_changes_options_and_weights_by_name(case):
+    s = configure_suite("auco", options={"coverage": {"threshold": "otsu"}, "count_plausibility": {"log_threshold": 0.05}},
+                        weights={"boundary_contrast": 5.0})
+    opts = dict(zip(s.names, s.options, strict=True))
+    assert opts["coverage"] == {"threshold": "otsu"}  # overrides the preset's triangle
+    assert opts["aggregate_coverage"] == {"threshold": "triangle"}  # the preset's, untouched
+    assert opts["count_plausibility"] == {"log_threshold": 0.05}
+    w = dict(zip(s.names, s.weights, strict=True))
+    assert w["boundary_contrast"] == pytest.approx(5 / 10) and w["coverage"] == pytest.approx(1 / 10)
+    # The options reach the reward: another count floor gives another shape score on sparse masks.
+    ms, img, prior = case
+    lo, hi = (configure_suite(["circularity"], options={"circularity": {"count_floor": f}}).evaluate(ms, img, prior)[0] for f in (0.0, 50.0))
+    assert lo > hi
+    assert pickle.loads(pickle.dumps(s)).options == s.options
+    names = configure_suite(["size_window", "coverage"])
+    assert names.options == ({}, {}) and names.weights.tolist() == [0.5, 0.5]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"rewards": "graphene"}, "valid presets"),
+        ({"rewards": ["nope"]}, "nope"),
+        ({"options": {"latency": {}}}, r"latency.*does not hold"),
+        ({"weights": {"latency": 1.0}}, r"latency.*does not hold"),
+        ({"options": {"size_window": {"tolerence": 0.1}}}, r"'size_window' has no option.*tolerence.*tolerance"),
+        ({"options": {"size_window": 0.1}}, "must be a mapping"),
+        ({"weights": {"size_window": "high"}}, "must be a number"),
+        ({"weights": {"size_window": -1.0}}, "non-negative"),
+    ],
+)
+def test_configure_suite_errors_name_the_reward(kwargs, match):
+    with pytest.raises((ValueError, KeyError), match=match):
+        configure_suite(**{"rewards": "generic", **kwargs})
+
+
+def test_reward_options_lists_keyword_arguments_but_not_context():
+    assert reward_options("size_window") == ("tolerance", "count_floor")
+    assert reward_options("latency") == ()  # its params keyword is context the suite passes
+    assert set(reward_options("overlap_fidelity")) == {"solidity_range", "inscribed_range", "count_floor"}
