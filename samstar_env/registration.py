@@ -151,9 +151,9 @@ def make_custom_env(
         The micrographs to tune on (a folder is read with ``samstar_env.data.load_folder``).
     prior : PhysicsPrior or mapping
         What is known about the sample (a mapping is passed to ``PhysicsPrior(**prior)``).
-    rewards : RewardSuite or list of names/callables, optional
+    rewards : RewardSuite, preset name or list of names/callables, optional
         The rewards (default: ``samstar_env.rewards.preset("generic")``, every physics criterion
-        once with equal weights).
+        once with equal weights; ``samstar_env.rewards.configure_suite`` sets options and weights).
     model : str, Path or torch.nn.Module, optional
         Model name, checkpoint path or in-memory SAM (default ``samstar-tiny``).
     pixel_size_nm : float, optional

@@ -61,6 +61,10 @@ def test_unknown_option_and_custom_errors(random_sam):
         gym.make(CUSTOM_ID, images=im, prior=prior("ito"), rewards=["no_such_reward"])
     env = gym.make(CUSTOM_ID, images=im, prior={"diameter_range_nm": (20.0, 60.0)}, model=random_sam)
     assert "size_window" in env.unwrapped.reward_names  # the generic preset
+    env = gym.make(CUSTOM_ID, images=im, prior=prior("ito"), model=random_sam, rewards="ito")  # a preset by name
+    assert env.unwrapped.reward_names == rewards_preset("ito").names
+    with pytest.raises(ValueError, match="samstar/Custom-v1: rewards: unknown reward preset 'graphene'"):
+        gym.make(CUSTOM_ID, images=im, prior=prior("ito"), rewards="graphene")
 
 
 def test_make_vec_two_envs(random_sam):
