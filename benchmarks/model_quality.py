@@ -80,6 +80,8 @@ class DatasetResult:
     f1_oracle: float
     oracle_params: dict = field(default_factory=dict)
     per_image_f1_oracle: list = field(default_factory=list)
+    oracle_by_crop_layers: dict = field(default_factory=dict)
+    """Best mean F1@0.5 among the grid settings with each crop_n_layers value (what a crop layer adds)."""
     oracle_breakdown: dict = field(default_factory=dict)
     """At the oracle setting, mean over images: precision, recall, merge and over-segmentation rates,
     and F1 at IoU 0.3 (far above F1@0.5: the particles are found but outlined too loosely)."""
@@ -191,6 +193,10 @@ def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
                        "pred_iou_thresh": bp.pred_iou_thresh,
                        "stability_score_thresh": bp.stability_score_thresh, "box_nms_thresh": bp.box_nms_thresh},
         per_image_f1_oracle=[round(float(v), 4) for v in f1[best]],
+        oracle_by_crop_layers={
+            str(n): round(float(f1[[i for i, g in enumerate(grid) if g.crop_n_layers == n]].mean(axis=1).max()), 4)
+            for n in sorted({g.crop_n_layers for g in grid})
+        },
         oracle_breakdown={k: round(float(parts[n, best].mean()), 4) for n, k in enumerate(keys)},
     )
 
@@ -237,6 +243,8 @@ def main() -> None:
                   f"pps {op['points_per_side']}, crops {op['crop_n_layers']}, iou {op['pred_iou_thresh']}, stab {op['stability_score_thresh']}, nms {op['box_nms_thresh']} | "
                   + " / ".join(f"{r.oracle_breakdown[k]:.2f}" for k in ("precision", "recall", "f1_iou0.3", "merge_rate", "over_segmentation_rate"))
                   + " |")
+            if len(r.oracle_by_crop_layers) > 1:
+                print(f"|   {r.name}, best by crop_n_layers | | | | " + ", ".join(f"{k}: {v:.3f}" for k, v in r.oracle_by_crop_layers.items()) + " | | |")
 
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
