@@ -49,11 +49,11 @@ the preset's scalarization and ground-truth F1 over the parameter sets that segm
 
 ==========  ==============================  ==============================  ===================
 preset      samstar-tiny v2, rewards v2     samstar-tiny v2, rewards v1     v3 (shipped), rewards
-            (seeds 0 / 1)                   (seeds 0 / 1)                   v2 (seed 0)
+            (seeds 0 / 1)                   (seeds 0 / 1)                   v2 (seeds 0 / 1)
 ==========  ==============================  ==============================  ===================
-perovskite  +0.73 / +0.62                   +0.62 / +0.43                   +0.71
-ito         +0.72 / +0.86                   +0.81 / +0.86                   +0.68
-auco        +0.80 / +0.69                   +0.80 / +0.69                   +0.67
+perovskite  +0.73 / +0.62                   +0.62 / +0.43                   +0.71 / +0.71
+ito         +0.72 / +0.86                   +0.81 / +0.86                   +0.68 / +0.80
+auco        +0.80 / +0.69                   +0.80 / +0.69                   +0.67 / +0.71
 ==========  ==============================  ==============================  ===================
 
 Version 2 takes every per-mask mean over at least half the LoG particle count (``count_floor``):
