@@ -149,13 +149,9 @@ def preset(task: str) -> RewardSuite:
     >>> preset("generic").reward_dim
     7
     """
-    try:
-        table = PRESETS[task]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown reward preset {task!r}; valid presets: {sorted(PRESETS)}") from None
-    options = PRESET_OPTIONS.get(task, {})
-    specs = [(n, partial(get_reward(n), **options[n])) if n in options else n for n in table]
-    return RewardSuite(specs, weights=list(table.values()))
+    if not isinstance(task, str):
+        raise ValueError(f"unknown reward preset {task!r}; valid presets: {sorted(PRESETS)}")
+    return configure_suite(task)
 
 
 def reward_options(name: str) -> tuple[str, ...] | None:

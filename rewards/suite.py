@@ -127,7 +127,7 @@ class RewardSuite:
     @property
     def options(self) -> tuple[dict[str, Any], ...]:
         """Each reward's options in vector order: the keywords of a ``functools.partial``, else ``{}``."""
-        return tuple(dict(getattr(f, "keywords", None) or {}) if isinstance(f, partial) else {} for f in self._fns)
+        return tuple(dict(f.keywords) if isinstance(f, partial) else {} for f in self._fns)
 
     @property
     def weights(self) -> np.ndarray:

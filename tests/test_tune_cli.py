@@ -40,6 +40,16 @@ def _trials(out):
     return [rec for rec in lines[1:] if rec["kind"] == "trial"]
 
 
+def _with_header(out, edit):
+    """Rewrite the journal's header line as ``edit(header)`` returns it; returns the original header."""
+    journal = Path(out) / "journal.jsonl"
+    lines = journal.read_text().splitlines()
+    header = json.loads(lines[0])
+    assert header["kind"] == "header"
+    journal.write_text("\n".join([json.dumps(edit(dict(header))), *lines[1:]]) + "\n")
+    return header
+
+
 def _key(rec):
     return (rec["index"], rec["action"], rec["params"], rec["rewards"])
 
@@ -104,12 +114,8 @@ def test_resume_with_other_settings_is_refused(checkpoint, tmp_path):
 def test_resume_of_a_journal_scored_under_other_reward_definitions_is_refused(checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(checkpoint, out, 4)) == 0
-    journal = out / "journal.jsonl"
-    lines = journal.read_text().splitlines()
-    header = json.loads(lines[0])
-    assert header["kind"] == "header" and header["rewards_version"] == REWARDS_VERSION
-    header["rewards_version"] = REWARDS_VERSION - 1
-    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    header = _with_header(out, lambda h: {**h, "rewards_version": REWARDS_VERSION - 1})
+    assert header["rewards_version"] == REWARDS_VERSION
     assert main(_args(checkpoint, out, 6, "--resume")) == 2
     assert "rewards_version" in capsys.readouterr().err
 
@@ -117,17 +123,12 @@ def test_resume_of_a_journal_scored_under_other_reward_definitions_is_refused(ch
 def test_resume_checks_reward_options_and_weights_when_the_journal_records_them(checkpoint, tmp_path, capsys):
     out = tmp_path / "run"
     assert main(_args(checkpoint, out, 4)) == 0
-    journal = out / "journal.jsonl"
-    lines = journal.read_text().splitlines()
-    header = json.loads(lines[0])
-    assert len(header["reward_options"]) == len(header["reward_names"]) and len(header["reward_weights"]) == len(header["reward_names"])
     # A journal from before these keys existed resumes (nothing recorded to compare with) ...
-    old = {k: v for k, v in header.items() if k not in ("reward_options", "reward_weights")}
-    journal.write_text("\n".join([json.dumps(old), *lines[1:]]) + "\n")
+    added = ("reward_options", "reward_weights")
+    header = _with_header(out, lambda h: {k: v for k, v in h.items() if k not in added})
+    assert all(len(header[k]) == len(header["reward_names"]) for k in added)
     assert main(_args(checkpoint, out, 5, "--resume")) == 0
     # ... one recorded under other reward options does not.
-    lines = journal.read_text().splitlines()
-    header["reward_options"] = [{"count_floor": 0.9}] + header["reward_options"][1:]
-    journal.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    _with_header(out, lambda h: {**h, **{k: header[k] for k in added}, "reward_options": [{"count_floor": 0.9}, *header["reward_options"][1:]]})
     assert main(_args(checkpoint, out, 6, "--resume")) == 2
     assert "reward_options" in capsys.readouterr().err
