@@ -8,8 +8,8 @@ stage                     cached per
 crop embedding            model, image, crop box (crop_n_layers, crop_overlap_ratio)
 decoded proposals         embedding + point grid of the layer (points_per_side,
                           crop_n_points_downscale_factor or point_grids) + points_per_batch
-stability score           proposals + stability_score_offset (a grid kept per entry; a new
-                          offset decodes once more and is added)
+stability score           proposals + stability_score_offset (every offset of a grid from the
+                          same pass over the logits; a new offset decodes once more and is added)
 everything else           replayed per call: pred_iou / stability / crop-edge filters, NMS in and
                           across crops, small-region post-processing (memoized per mask)
 ========================  =====================================================================
@@ -42,6 +42,7 @@ from samstar_env.engine.cache import DISK_FORMAT_VERSION, DiskCache, KeyedLocks,
 from samstar_env.engine.image_input import image_fingerprint, to_sam_image
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.engine.proposals import (
+    DEFAULT_SUBBATCH_BYTES,
     CropEmbedding,
     CropProposals,
     decode_crop,
@@ -118,7 +119,12 @@ class MaskEngine:
         Folder of an on-disk cache shared between processes (embeddings and proposals).
     stability_offsets : iterable of float, optional
         Offsets whose stability scores are computed with every decode (default: the ParamSpace
-        grid 0.5, 1.0, 1.5, 2.0). A requested offset outside them costs one more decode, once.
+        grid 0.5, 1.0, 1.5, 2.0), all from one pass over the logits. A requested offset outside
+        them costs one more decode, once.
+    logit_bytes : int
+        Bound on the full-resolution logits held at once while decoding
+        (:data:`~samstar_env.engine.proposals.DEFAULT_SUBBATCH_BYTES`). The decoder still runs on
+        AMG's point batches; only their upsampling is split. It changes memory, never results.
 
     Examples
     --------
@@ -135,7 +141,11 @@ class MaskEngine:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_dir: str | Path | None = None,
         stability_offsets: Iterable[float] | None = None,
+        logit_bytes: int = DEFAULT_SUBBATCH_BYTES,
     ) -> None:
+        if int(logit_bytes) < 1:
+            raise ValueError(f"MaskEngine.logit_bytes must be a positive number of bytes, got {logit_bytes}")
+        self.logit_bytes = int(logit_bytes)
         self.model = model
         self.fingerprint = model_fingerprint(model)
         self.stability_offsets = tuple(sorted({float(o) for o in (stability_offsets or DEFAULT_STABILITY_OFFSETS)}))
@@ -245,7 +255,7 @@ class MaskEngine:
             with self._timed("decode"), self._model_lock:
                 props = decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
                                     points_per_batch=params.points_per_batch,
-                                    offsets=(*self.stability_offsets, offset))
+                                    offsets=(*self.stability_offsets, offset), max_bytes=self.logit_bytes)
             if self.disk is not None:
                 self.disk.save(key, props.to_arrays())
             return props, props.nbytes
@@ -261,7 +271,8 @@ class MaskEngine:
                     self._count("stability_recomputes")
                     with self._timed("stability"), self._model_lock:
                         props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
-                                                             points_per_batch=params.points_per_batch, offsets=[offset]))
+                                                             points_per_batch=params.points_per_batch, offsets=[offset],
+                                                             max_bytes=self.logit_bytes))
                     if self.disk is not None:
                         self.disk.save(key, props.to_arrays())
                     self.memory.put(key, props, nbytes=props.nbytes)

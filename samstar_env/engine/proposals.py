@@ -9,9 +9,15 @@ batch size), and reduces each proposal to what every later AMG stage needs:
   logits of thousands of proposals would take gigabytes);
 - its box (``batched_mask_to_box``, crop frame), the crop-edge flag (``is_box_near_crop_edge``),
   the predicted IoU and the prompt point;
-- its stability score (``calculate_stability_score``) for each offset of a known grid. Stability
-  needs the logits, which are not kept, so a new offset is served by decoding again
-  (:func:`decode_stability`) and adding it to the entry.
+- its stability score (``calculate_stability_score``'s numbers) for each offset of a known grid,
+  all from one pass over the logits (:mod:`samstar_env.engine.scan`). Stability needs the logits,
+  which are not kept, so a new offset is served by decoding again (:func:`decode_stability`) and
+  adding it to the entry.
+
+The decoder runs on AMG's point batches; the upsampling to full resolution runs on sub-batches of
+points bounded in bytes (:data:`DEFAULT_SUBBATCH_BYTES`), each scanned and dropped before the next, so
+the memory of a decode does not grow with the grid and grows with the image only by one point's
+logits.
 
 Every value is produced by segment_anything's own helpers on the same tensors AMG builds, and all of
 them are per-proposal, so filtering first (AMG) or last (the engine) gives identical numbers.
@@ -28,12 +34,9 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
-from segment_anything.utils.amg import (
-    batch_iterator,
-    batched_mask_to_box,
-    calculate_stability_score,
-    is_box_near_crop_edge,
-)
+from segment_anything.utils.amg import batch_iterator, is_box_near_crop_edge
+
+from samstar_env.engine.scan import float32_thresholds, scan_logits, stability_from_counts
 
 CropBox = tuple[int, int, int, int]
 
@@ -214,26 +217,56 @@ def paste(out: np.ndarray, crop: np.ndarray, box: np.ndarray, *, offset: Sequenc
     out[y : y + crop.shape[0], x : x + crop.shape[1]] |= crop
 
 
+# Upsampled logits of one sub-batch are at most this many bytes (with the upsampling's intermediate
+# copy), or one point's worth when a point alone is larger: AMG holds a whole point batch of them
+# (64 x 3 x H x W x 4 bytes, 3.2 GB at 2048²) and peaks at about twice that; the engine's peak is
+# bounded by this instead, whatever the grid. Small sub-batches are also faster, because the upsampled
+# logits are scanned while still in the CPU cache (measured at 512², samstar-tiny, points_per_side 32:
+# 6.4 s cold with 256 MB sub-batches, 5.1 s with 32 MB or 8 MB).
+DEFAULT_SUBBATCH_BYTES = 32 << 20
+
+
+def subbatch_points(model: Sam, crop_size: tuple[int, int], max_bytes: int) -> int:
+    """Points whose upsampled logits (3 masks each, float32, plus the ``img_size`` intermediate) fit in ``max_bytes``."""
+    side = int(model.image_encoder.img_size)
+    per_point = 3 * 4 * (int(crop_size[0]) * int(crop_size[1]) + side * side)
+    return max(1, int(max_bytes) // per_point)
+
+
 def _batches(
-    predictor: SamPredictor, grid: np.ndarray, crop_box: Sequence[int], points_per_batch: int
-) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """Yield (points, flat logits, flat IoU) per AMG batch, computed as ``_process_batch`` does."""
+    predictor: SamPredictor, grid: np.ndarray, crop_box: Sequence[int], points_per_batch: int, max_bytes: int
+) -> Iterator[tuple[np.ndarray, torch.Tensor, Iterator[torch.Tensor]]]:
+    """Per AMG point batch: (points repeated per mask, flat predicted IoU, the flat full-size logits in sub-batches).
+
+    The prompt encoder and mask decoder run on AMG's whole batch, as ``SamPredictor.predict_torch``
+    runs them (matrix products round differently with another batch size); only the upsampling
+    (``Sam.postprocess_masks``, per-mask arithmetic) runs on sub-batches of points, each dropped
+    before the next is made.
+    """
     x0, y0, x1, y1 = crop_box
     cropped_im_size = (y1 - y0, x1 - x0)
     points_scale = np.array(cropped_im_size)[None, ::-1]
     points_for_image = grid * points_scale
+    model = predictor.model
+    step = subbatch_points(model, cropped_im_size, max_bytes)
     for (points,) in batch_iterator(points_per_batch, points_for_image):
         transformed = predictor.transform.apply_coords(points, cropped_im_size)
         in_points = torch.as_tensor(transformed, device=predictor.device)
         in_labels = torch.ones(in_points.shape[0], dtype=torch.int, device=in_points.device)
-        masks, iou_preds, _ = predictor.predict_torch(
-            in_points[:, None, :], in_labels[:, None], multimask_output=True, return_logits=True
+        sparse, dense = model.prompt_encoder(points=(in_points[:, None, :], in_labels[:, None]), boxes=None, masks=None)
+        low_res, iou_preds = model.mask_decoder(
+            image_embeddings=predictor.features,
+            image_pe=model.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=True,
         )
-        yield points.repeat(masks.shape[1], axis=0), masks.flatten(0, 1), iou_preds.flatten(0, 1)
 
+        def chunks(low_res: torch.Tensor = low_res) -> Iterator[torch.Tensor]:
+            for s in range(0, low_res.shape[0], step):
+                yield model.postprocess_masks(low_res[s : s + step], predictor.input_size, predictor.original_size).flatten(0, 1)
 
-def _stabilities(logits: torch.Tensor, threshold: float, offsets: Iterable[float]) -> dict[float, torch.Tensor]:
-    return {float(o): calculate_stability_score(logits, threshold, float(o)) for o in offsets}
+        yield points.repeat(low_res.shape[1], axis=0), iou_preds.flatten(0, 1), chunks()
 
 
 @torch.no_grad()
@@ -245,6 +278,8 @@ def decode_crop(
     grid: np.ndarray,
     points_per_batch: int,
     offsets: Iterable[float],
+    max_bytes: int = DEFAULT_SUBBATCH_BYTES,
+    backend: str | None = None,
 ) -> CropProposals:
     """Decode every point of ``grid`` on the crop whose embedding ``predictor`` holds.
 
@@ -261,40 +296,45 @@ def decode_crop(
     points_per_batch : int
         AMG's batch size (part of the result's identity, see the module docstring).
     offsets : iterable of float
-        Stability offsets to compute.
+        Stability offsets to compute (all from the same single pass over the logits).
+    max_bytes : int
+        Bound on the full-resolution logits held at once (see :func:`subbatch_points`).
+    backend : {"numba", "torch"}, optional
+        Implementation of the logit scan (:func:`samstar_env.engine.scan.scan_logits`).
 
     Returns
     -------
     CropProposals
     """
     offsets = sorted({float(o) for o in offsets})
-    thr = predictor.model.mask_threshold
+    thr = float(predictor.model.mask_threshold)
+    thresholds, pairs = float32_thresholds(thr, offsets)
     orig_h, orig_w = orig_size
     crop_box = [int(v) for v in crop_box]
-    pts, ious, boxes, edges, bits, stab = [], [], [], [], [], {o: [] for o in offsets}
-    for points, logits, iou in _batches(predictor, grid, crop_box, points_per_batch):
-        for o, s in _stabilities(logits, thr, offsets).items():
-            stab[o].append(s.cpu().numpy())
-        binary = logits > thr
-        del logits
-        b = batched_mask_to_box(binary)
-        edges.append(is_box_near_crop_edge(b, crop_box, [0, 0, orig_w, orig_h]).cpu().numpy())
-        b_np = b.cpu().numpy().astype(np.int64, copy=False)
-        binary_np = binary.cpu().numpy()
-        bits.extend(pack_mask(m, bx) for m, bx in zip(binary_np, b_np, strict=True))
+    pts, ious, boxes, bits, sizes, counts = [], [], [], [], [], []
+    for points, iou, logit_chunks in _batches(predictor, grid, crop_box, points_per_batch, max_bytes):
+        for logits in logit_chunks:
+            res = scan_logits(logits, thresholds=thresholds, mask_threshold=thr, backend=backend)
+            del logits
+            counts.append(res.counts)
+            boxes.append(res.boxes)
+            bits.append(res.bits)
+            sizes.append(res.sizes)
         pts.append(np.asarray(points, np.float64))
         ious.append(iou.cpu().numpy())
-        boxes.append(b_np)
-    sizes = np.array([len(b) for b in bits], np.int64)
+    box_arr = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int64)
+    count_arr = np.concatenate(counts) if counts else np.zeros((0, len(thresholds)), np.int64)
+    near_edge = is_box_near_crop_edge(torch.from_numpy(box_arr), crop_box, [0, 0, orig_w, orig_h]).numpy()
+    size_arr = np.concatenate(sizes) if sizes else np.zeros(0, np.int64)
     return CropProposals(
         crop_box=tuple(crop_box),
         points=np.concatenate(pts) if pts else np.zeros((0, 2)),
         iou_preds=np.concatenate(ious) if ious else np.zeros(0, np.float32),
-        boxes=np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int64),
-        near_crop_edge=np.concatenate(edges) if edges else np.zeros(0, bool),
+        boxes=box_arr,
+        near_crop_edge=near_edge,
         mask_bits=np.concatenate(bits) if bits else np.zeros(0, np.uint8),
-        mask_offsets=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
-        stability={o: (np.concatenate(v) if v else np.zeros(0, np.float32)) for o, v in stab.items()},
+        mask_offsets=np.concatenate([[0], np.cumsum(size_arr)]).astype(np.int64),
+        stability=stability_from_counts(count_arr, pairs),
     )
 
 
@@ -306,12 +346,16 @@ def decode_stability(
     grid: np.ndarray,
     points_per_batch: int,
     offsets: Iterable[float],
+    max_bytes: int = DEFAULT_SUBBATCH_BYTES,
+    backend: str | None = None,
 ) -> dict[float, np.ndarray]:
     """Stability scores for new offsets, decoding again (the logits are not cached)."""
     offsets = sorted({float(o) for o in offsets})
-    thr = predictor.model.mask_threshold
-    stab: dict[float, list[np.ndarray]] = {o: [] for o in offsets}
-    for _, logits, _ in _batches(predictor, grid, [int(v) for v in crop_box], points_per_batch):
-        for o, s in _stabilities(logits, thr, offsets).items():
-            stab[o].append(s.cpu().numpy())
-    return {o: (np.concatenate(v) if v else np.zeros(0, np.float32)) for o, v in stab.items()}
+    thr = float(predictor.model.mask_threshold)
+    thresholds, pairs = float32_thresholds(thr, offsets)
+    counts = []
+    for _, _, logit_chunks in _batches(predictor, grid, [int(v) for v in crop_box], points_per_batch, max_bytes):
+        for logits in logit_chunks:
+            counts.append(scan_logits(logits, thresholds=thresholds, mask_threshold=thr, backend=backend).counts)
+            del logits
+    return stability_from_counts(np.concatenate(counts) if counts else np.zeros((0, len(thresholds)), np.int64), pairs)

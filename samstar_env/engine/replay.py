@@ -99,20 +99,76 @@ def select(crops: Sequence[CropProposals], params: AmgParams) -> Selected:
 
 
 def region_result(props: CropProposals, i: int, min_area: int, image_shape: tuple[int, int]) -> RegionResult:
-    """``postprocess_small_regions``' per-mask work for proposal ``i``, memoized on ``props``."""
+    """``postprocess_small_regions``' per-mask work for proposal ``i``, memoized on ``props``.
+
+    Computed on the mask's box with a margin (:func:`small_regions_in_box`) rather than on the whole
+    image, so its cost follows the mask, not the micrograph; the full-frame computation remains for
+    masks whose box touches the image border, where the two could differ.
+    """
     memo = props.regions.get(min_area)
     if memo is not None and i in memo:
         return memo[i]
-    mask = props.full_mask(i, image_shape)
-    mask, changed = remove_small_regions(mask, min_area, mode="holes")
-    unchanged = not changed
-    mask, changed = remove_small_regions(mask, min_area, mode="islands")
-    unchanged = unchanged and not changed
-    box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
-    res = RegionResult(changed=not unchanged, box=box, bits=pack_mask(mask, box) if not unchanged else np.zeros(0, np.uint8))
+    cx, cy = int(props.crop_box[0]), int(props.crop_box[1])
+    b = props.boxes[i]
+    box_img = np.array([b[0] + cx, b[1] + cy, b[2] + cx, b[3] + cy], np.int64)
+    local = small_regions_in_box(props.mask_crop(i), box_img, min_area, image_shape)
+    if local is not None:
+        crop, changed = local
+        if changed:
+            sub = batched_mask_to_box(torch.as_tensor(crop).unsqueeze(0))[0].numpy().astype(np.int64)
+            box = sub + np.array([box_img[0], box_img[1], box_img[0], box_img[1]], np.int64)
+            res = RegionResult(changed=True, box=box, bits=pack_mask(crop, sub))
+        else:
+            res = RegionResult(changed=False, box=box_img, bits=np.zeros(0, np.uint8))
+    else:
+        mask = props.full_mask(i, image_shape)
+        mask, changed = remove_small_regions(mask, min_area, mode="holes")
+        unchanged = not changed
+        mask, changed = remove_small_regions(mask, min_area, mode="islands")
+        unchanged = unchanged and not changed
+        box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
+        res = RegionResult(changed=not unchanged, box=box, bits=pack_mask(mask, box) if not unchanged else np.zeros(0, np.uint8))
     with props.lock:
         props.regions.setdefault(min_area, {})[i] = res
     return res
+
+
+def small_regions_in_box(
+    crop: np.ndarray, box: np.ndarray, min_area: int, image_shape: tuple[int, int]
+) -> tuple[np.ndarray, bool] | None:
+    """``remove_small_regions`` (holes, then islands) of a mask given as its box crop, or ``None``.
+
+    Exactly what the two passes give on the full-size mask, restricted to the box, when
+
+    - the box leaves at least one pixel on every side of the image: then everything outside the box
+      is one connected background region, as the margin drawn here is; and
+    - that outside region has at least ``min_area`` pixels: then it is never a "small hole", and the
+      margin is made wide enough that it is not one in the crop either.
+
+    Otherwise (a mask on the image border, or one covering nearly all of it) it returns ``None`` and
+    the caller works on the full frame. Holes are filled and islands removed only inside the box, so
+    the result lies in it. The margin keeps the crop's origin at even image coordinates, so OpenCV's
+    block-based labelling visits components in the same order as on the full image (AMG's
+    "every island is small: keep the largest" rule takes the first on a tie).
+
+    Returns
+    -------
+    (new crop, changed) or None
+    """
+    H, W = int(image_shape[0]), int(image_shape[1])
+    x0, y0, x1, y1 = (int(v) for v in box)
+    h, w = y1 - y0 + 1, x1 - x0 + 1
+    if x0 < 1 or y0 < 1 or x1 > W - 2 or y1 > H - 2 or H * W - h * w < min_area or crop.shape != (h, w):
+        return None
+    pad = 1
+    while (h + 2 * pad) * (w + 2 * pad) - h * w < min_area:
+        pad += 1
+    left, top = pad + (x0 - pad) % 2, pad + (y0 - pad) % 2
+    canvas = np.zeros((top + h + pad, left + w + pad), bool)
+    canvas[top : top + h, left : left + w] = crop
+    canvas, holes = remove_small_regions(canvas, min_area, mode="holes")
+    canvas, islands = remove_small_regions(canvas, min_area, mode="islands")
+    return np.ascontiguousarray(canvas[top : top + h, left : left + w]), bool(holes or islands)
 
 
 def postprocess(
