@@ -1,188 +1,207 @@
-"""Benchmark: MaskEngine vs. a fresh SamAutomaticMaskGenerator per evaluation, on a tuner-like sequence.
+"""Benchmark: MaskEngine against a fresh SamAutomaticMaskGenerator, cold and warm, side by side.
 
-Run ``python benchmarks/bench_engine.py`` (about ten minutes on 2 CPU cores) or ``--quick`` (under a
-minute). Both runs happen in this one process, on the same image, model and parameter sequence;
-every engine output is checked against the naive one (masks, boxes, areas, points and crop boxes
-identical; predicted IoU and stability to 1e-6).
+Run ``python benchmarks/bench_engine.py`` (about 20 minutes on 2 CPU cores with samstar-tiny),
+``--quick`` (a minute: 256 px, points_per_side 8/16) or ``--large`` (adds 2048² against AMG and
+4096² for the engine alone, the memory goals). For each image size x crop_n_layers x
+points_per_side it runs, in this one process and on the same image and model:
 
-A tuner on the default ParamSpace mostly moves thresholds; it changes points_per_side rarely. The
-sequence therefore draws a few points_per_side values and, for each evaluation, fresh thresholds
-(pred_iou, stability and its offset on the ParamSpace grid, both NMS thresholds, min_mask_region_area).
+1. AMG cold: ``SamAutomaticMaskGenerator(model, **params).generate(image)``;
+2. engine cold: a new ``MaskEngine`` (no disk cache), the same parameters;
+3. engine warm: the same engine with other thresholds (pred_iou, stability and its offset, NMS), the
+   median of five replays, against AMG's cold time (AMG recomputes everything on every call);
+
+checks that 1 and 2 give identical records (masks, boxes, areas, points, crop boxes; scores to
+1e-6), and prints the ratios, the engine's seconds per stage, the peak memory above the baseline of
+each call (RSS sampled every 2 ms), and the cached bytes per proposal. The engine also computes
+what AMG skips: stability for every offset of the grid and the boxes and bits of masks today's
+thresholds drop; its cold time includes that.
 """
 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
-import sys
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
-
-import numpy as np
-import torch
-from segment_anything import SamAutomaticMaskGenerator
+from typing import Any
 
 
 @dataclass(frozen=True)
 class Args:
     quick: bool = False
-    """small run (256 px image, 12 evaluations, smaller grids) to check the script"""
-    size: int = 512
-    """side of the synthetic micrograph in pixels"""
-    n_evals: int = 48
-    """number of parameter evaluations in the tuner-like sequence (>= 40)"""
-    points_per_side: tuple[int, ...] = (8, 12)
-    """the few points_per_side values the tuner visits"""
-    model: str = "auto"
-    """"auto" (samstar-tiny if its weights exist, else random), "random", or a checkpoint path / registered name"""
+    """small run (256 px, points_per_side 8 and 16) to check the script"""
+    large: bool = False
+    """also 2048² (engine and AMG) and 4096² (engine only) at points_per_side 32: the memory goals"""
+    sizes: tuple[int, ...] = (512, 1024)
+    """image sides in pixels"""
+    crop_layers: tuple[int, ...] = (0, 1)
+    """crop_n_layers values"""
+    points_per_side: tuple[int, ...] = (16, 32, 64)
+    """points_per_side values"""
+    model: str = "samstar-tiny"
+    """registered model name or checkpoint path"""
     seed: int = 0
-    """seed of the image and of the parameter sequence"""
+    """seed of the synthetic perovskite image"""
     threads: int = 2
     """torch CPU threads"""
     json_out: str = ""
-    """optional path for a JSON file with every timing"""
+    """optional path for a JSON file with every figure"""
 
 
 def parse_args() -> Args:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     for f in fields(Args):
+        flag = f"--{f.name.replace('_', '-')}"
         if f.type in ("bool", bool):
-            parser.add_argument(f"--{f.name.replace('_', '-')}", action="store_true")
-        elif f.name == "points_per_side":
-            parser.add_argument("--points-per-side", type=int, nargs="+", default=list(f.default))
+            parser.add_argument(flag, action="store_true", help=f.__doc__)
+        elif isinstance(f.default, tuple):
+            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
         else:
-            parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
+            parser.add_argument(flag, type=type(f.default), default=f.default)
     ns = vars(parser.parse_args())
-    ns["points_per_side"] = tuple(ns["points_per_side"])
-    args = Args(**ns)
-    if args.quick:
-        args = Args(quick=True, size=256, n_evals=12, points_per_side=(8, 12), model=args.model, seed=args.seed,
-                    threads=args.threads, json_out=args.json_out)
-    return args
+    ns = {k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()}
+    if ns["quick"]:
+        ns.update(sizes=(256,), crop_layers=(0, 1), points_per_side=(8, 16))
+    return Args(**ns)
 
 
-args = parse_args()
-torch.set_num_threads(args.threads)
+class PeakRss:
+    """Peak resident memory above the value at entry, sampled in a thread (psutil, else /proc)."""
 
-from samstar_env.engine import MaskEngine  # noqa: E402  (after the thread setting)
-from samstar_env.engine.testing import structure_random_sam  # noqa: E402
-from samstar_env.models import build_tiny_sam, list_models, load_sam  # noqa: E402
-from samstar_env.params import AmgParams, ParamSpace  # noqa: E402
+    def __init__(self, period_s: float = 0.002) -> None:
+        self.period_s = period_s
+        try:
+            import psutil
 
-# --- the image -------------------------------------------------------------------------------------
-try:
-    from samstar_env.data.synthetic import generate as synth
+            proc = psutil.Process()
+            self._rss = lambda: proc.memory_info().rss
+        except ImportError:  # pragma: no cover - Linux fallback
+            import os
 
-    micrograph = synth("perovskite", seed=args.seed, size=(args.size, args.size))
-    image_source = f"synthetic perovskite micrograph (seed {args.seed})"
-    rgb = micrograph.to_rgb_uint8()
-except ImportError:
-    rng0 = np.random.default_rng(args.seed)
-    yy, xx = np.mgrid[: args.size, : args.size]
-    grey = np.full((args.size, args.size), 60.0)
-    for _ in range(60):
-        cy, cx, r = rng0.uniform(0, args.size, 2).tolist() + [rng0.uniform(6, 20)]
-        grey[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng0.uniform(150, 230)
-    rgb = np.repeat((grey + rng0.normal(0, 10, grey.shape)).clip(0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
-    image_source = "FALLBACK random discs (samstar_env.data.synthetic not available)"
+            page = os.sysconf("SC_PAGE_SIZE")
+            self._rss = lambda: int(open("/proc/self/statm").read().split()[1]) * page
 
-# --- the model -------------------------------------------------------------------------------------
-tiny = next(m for m in list_models() if m.name == "samstar-tiny")
-use_random = args.model == "random" or (args.model == "auto" and not tiny.available)
-if not use_random:
-    name = "samstar-tiny" if args.model == "auto" else args.model
-    model = load_sam(name, device="cpu")
-    model_source = f"{name} (loaded weights)"
-else:
-    # Plain random weights give one whole-image mask per crop; structure them so that the comparison
-    # (and the replay work) is realistic: dozens of localized masks per evaluation.
-    model = structure_random_sam(build_tiny_sam(seed=0), rgb, foreground_percentile=95.0)
-    model_source = ("build_tiny_sam(seed=0) RANDOM weights, structured by samstar_env.engine.testing."
-                    "structure_random_sam " + ("(samstar-tiny weights not present yet)" if not tiny.available else "(--model random)"))
+    def __enter__(self) -> PeakRss:
+        self.base = self.peak = self._rss()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
 
-# --- the tuner-like parameter sequence --------------------------------------------------------------
-rng = np.random.default_rng(args.seed)
-space = ParamSpace.subset(
-    ["pred_iou_thresh", "stability_score_thresh", "stability_score_offset", "box_nms_thresh", "min_mask_region_area"],
-    base=AmgParams(crop_n_layers=0),
-)
-sequence: list[AmgParams] = []
-for i in range(args.n_evals):
-    pps = args.points_per_side[i % len(args.points_per_side)] if i < len(args.points_per_side) else int(rng.choice(args.points_per_side))
-    p = space.sample(rng).replace(points_per_side=pps)
-    # A random-weight model predicts low IoU and stability; keep thresholds where some masks survive.
-    if use_random:
-        p = p.replace(pred_iou_thresh=float(rng.uniform(0.0, 0.6)), stability_score_thresh=float(rng.uniform(0.3, 0.9)))
-    sequence.append(p)
-structural = [(p.points_per_side, p.points_per_batch) for p in sequence]
-threshold_only = [structural[i] in structural[:i] for i in range(len(sequence))]
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._rss())
+            time.sleep(self.period_s)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._rss())
+
+    @property
+    def gb(self) -> float:
+        return (self.peak - self.base) / 1e9
 
 
-def digest(records: list[dict]) -> tuple[str, np.ndarray]:
-    """Exact hash of masks and geometry, plus the scores (compared to 1e-6)."""
-    h = hashlib.sha256()
-    for r in records:
-        h.update(np.packbits(r["segmentation"]).tobytes())
-        h.update(json.dumps([r["area"], [float(v) for v in r["bbox"]], r["point_coords"], [float(v) for v in r["crop_box"]]]).encode())
-    scores = np.array([[r["predicted_iou"], r["stability_score"]] for r in records], np.float64).reshape(-1, 2)
-    return h.hexdigest(), scores
+def main() -> int:
+    args = parse_args()
+    import numpy as np
+    import torch
+    from segment_anything import SamAutomaticMaskGenerator
+
+    torch.set_num_threads(args.threads)
+    from samstar_env.data.synthetic import generate
+    from samstar_env.engine import MaskEngine
+    from samstar_env.models import load_sam
+    from samstar_env.params import AmgParams
+
+    model = load_sam(args.model, device="cpu")
+    base = AmgParams(pred_iou_thresh=0.2, stability_score_thresh=0.8)
+    replays = [base.replace(pred_iou_thresh=0.1 + 0.05 * i, stability_score_thresh=0.7 + 0.04 * i,
+                            stability_score_offset=(0.5, 1.0, 1.5, 2.0)[i % 4], box_nms_thresh=0.6 + 0.05 * i) for i in range(5)]
+
+    def same(a: list[dict], b: list[dict]) -> bool:
+        if len(a) != len(b):
+            return False
+        for r, g in zip(a, b, strict=True):
+            if not np.array_equal(r["segmentation"], g["segmentation"]):
+                return False
+            if any(r[k] != g[k] for k in ("area", "bbox", "point_coords", "crop_box")):
+                return False
+            if any(not np.isclose(r[k], g[k], rtol=0, atol=1e-6, equal_nan=True) for k in ("predicted_iou", "stability_score")):
+                return False
+        return True
+
+    configs = [(s, c, p) for s in args.sizes for c in args.crop_layers for p in args.points_per_side]
+    if args.large:
+        configs += [(2048, 0, 32), (4096, 0, 32)]
+    images: dict[int, np.ndarray] = {}
+    print(f"model: {args.model}; torch {torch.__version__}, {args.threads} threads; {platform.processor() or platform.machine()}")
+    print("image: synthetic perovskite, seed", args.seed, "(4096²: the 2048² image tiled 2x2)")
+    header = (f"{'size':>5} {'crops':>5} {'pps':>4} {'masks':>5} {'AMG s':>8} {'engine s':>9} {'cold':>6} {'warm ms':>8} "
+              f"{'warm':>8} {'AMG GB':>7} {'eng GB':>7} {'B/prop':>7} {'same':>4}  engine stages (s)")
+    print(header)
+    rows = []
+    for size, layers, pps in configs:
+        if size not in images:
+            src = size if size <= 2048 else 2048
+            im = generate("perovskite", seed=args.seed, size=(src, src)).to_rgb_uint8()
+            images[size] = im if src == size else np.tile(im, (size // src, size // src, 1))
+        rgb = images[size]
+        p = base.replace(points_per_side=pps, crop_n_layers=layers)
+        amg_s = amg_gb = None
+        ref = None
+        if size <= 2048:
+            with PeakRss() as mem:
+                t0 = time.perf_counter()
+                ref = SamAutomaticMaskGenerator(model, **p.to_kwargs()).generate(rgb)
+                amg_s = time.perf_counter() - t0
+            amg_gb = mem.gb
+        engine = MaskEngine(model)
+        with PeakRss() as mem:
+            t0 = time.perf_counter()
+            masks = engine.generate(rgb, p)
+            eng_s = time.perf_counter() - t0
+        eng_gb = mem.gb
+        ok = same(masks.to_amg_records(), ref) if ref is not None else None
+        n = len(masks)
+        del ref, masks
+        stages = engine.stats.seconds
+        warm = []
+        for q in replays:
+            q = q.replace(points_per_side=pps, crop_n_layers=layers)
+            t0 = time.perf_counter()
+            engine.generate(rgb, q)
+            warm.append(time.perf_counter() - t0)
+        warm_s = float(np.median(warm))
+        props = engine.proposals(rgb, p)
+        bpp = sum(x.nbytes for x in props) / max(sum(len(x) for x in props), 1)
+        row = {"size": size, "crop_n_layers": layers, "points_per_side": pps, "masks": n, "amg_s": amg_s, "engine_s": eng_s,
+               "cold_ratio": eng_s / amg_s if amg_s else None, "warm_s": warm_s, "warm_speedup": amg_s / warm_s if amg_s else None,
+               "amg_peak_gb": amg_gb, "engine_peak_gb": eng_gb, "bytes_per_proposal": bpp, "identical": ok,
+               "stages_s": {k: round(v, 3) for k, v in stages.items() if v > 0}}
+        rows.append(row)
+
+        def f(v: Any, fmt: str, width: int) -> str:
+            return f"{'-':>{width}}" if v is None else format(v, f">{width}{fmt}")
+
+        print(f"{size:>5} {layers:>5} {pps:>4} {n:>5} {f(amg_s, '.2f', 8)} {eng_s:>9.2f} {f(row['cold_ratio'], '.2f', 5)}x "
+              f"{warm_s * 1e3:>8.1f} {f(row['warm_speedup'], '.0f', 7)}x {f(amg_gb, '.2f', 7)} {eng_gb:>7.2f} {bpp:>7.0f} "
+              f"{'-' if ok is None else ('yes' if ok else 'NO'):>4}  " + ", ".join(f"{k} {v}" for k, v in row["stages_s"].items()),
+              flush=True)
+        del engine
+    timed = [r for r in rows if r["cold_ratio"] is not None]
+    print(f"\ncold engine/AMG: worst {max(r['cold_ratio'] for r in timed):.2f}x, best {min(r['cold_ratio'] for r in timed):.2f}x "
+          f"(goal <= 1.0x everywhere, 0.75x where reachable); warm replay vs AMG: worst "
+          f"{min(r['warm_speedup'] for r in timed):.0f}x (goal >= 1000x); identical outputs: "
+          f"{'all' if all(r['identical'] for r in timed) else 'NO'}")
+    if args.json_out:
+        with open(args.json_out, "w", encoding="utf-8") as fh:
+            json.dump({"args": asdict(args), "rows": rows}, fh, indent=1)
+    return 0 if all(r["identical"] for r in timed) else 1
 
 
-# --- run 1: naive -------------------------------------------------------------------------------------
-print(f"image: {image_source}, {rgb.shape[1]}x{rgb.shape[0]}\nmodel: {model_source}")
-print(f"sequence: {len(sequence)} evaluations, points_per_side in {sorted(set(args.points_per_side))}, "
-      f"{sum(threshold_only)} threshold-only; torch threads {args.threads}; {platform.processor() or platform.machine()}")
-naive_t, naive_d = [], []
-for p in sequence:
-    t0 = time.perf_counter()
-    records = SamAutomaticMaskGenerator(model, **p.to_kwargs()).generate(rgb)
-    naive_t.append(time.perf_counter() - t0)
-    naive_d.append(digest(records))
-    del records
-
-# --- run 2: engine --------------------------------------------------------------------------------------
-engine = MaskEngine(model)
-eng_t, n_masks, mismatches = [], [], []
-for i, p in enumerate(sequence):
-    t0 = time.perf_counter()
-    masks = engine.generate(rgb, p)
-    eng_t.append(time.perf_counter() - t0)
-    h, s = digest(masks.to_amg_records())
-    n_masks.append(len(masks))
-    if h != naive_d[i][0] or s.shape != naive_d[i][1].shape or not np.allclose(s, naive_d[i][1], rtol=0, atol=1e-6, equal_nan=True):
-        mismatches.append(i)
-
-# --- report ----------------------------------------------------------------------------------------------
-naive_t, eng_t, thr = np.array(naive_t), np.array(eng_t), np.array(threshold_only)
-
-
-def row(name: str, sel: np.ndarray) -> str:
-    if not sel.any():
-        return f"{name:<26} {'-':>6}"
-    a, b = naive_t[sel], eng_t[sel]
-    return (f"{name:<26} {sel.sum():>6} {np.median(a) * 1e3:>12.1f} {np.median(b) * 1e3:>12.2f} "
-            f"{np.median(a) / np.median(b):>10.1f}x {a.sum():>10.1f} {b.sum():>10.2f} {a.sum() / b.sum():>9.1f}x")
-
-
-print()
-print(f"{'evaluations':<26} {'n':>6} {'naive med ms':>12} {'engine med ms':>12} {'med ratio':>11} "
-      f"{'naive tot s':>10} {'engine tot s':>10} {'tot ratio':>10}")
-print(row("all", np.ones(len(sequence), bool)))
-print(row("threshold-only", thr))
-print(row("new points grid (miss)", ~thr))
-st = engine.stats
-print(f"\nmasks per evaluation: median {int(np.median(n_masks))}, min {min(n_masks)}, max {max(n_masks)}; "
-      f"outputs equal: {'YES' if not mismatches else f'NO, {len(mismatches)} differ: {mismatches}'}")
-print(f"engine: {st.proposal_misses} decodes, {st.proposal_hits} proposal hits, {st.stability_recomputes} stability re-decodes, "
-      f"cache {st.cache_bytes / 2**20:.1f} MiB in {st.cache_entries} entries; seconds per stage "
-      + ", ".join(f"{k} {v:.2f}" for k, v in st.seconds.items()))
-goals = (naive_t.sum() / eng_t.sum() >= 20, np.median(naive_t[thr]) / np.median(eng_t[thr]) >= 100 if thr.any() else False)
-print(f"goals: >=20x overall (totals) {'met' if goals[0] else 'NOT met'}; >=100x threshold-only (medians) {'met' if goals[1] else 'NOT met'}")
-if args.json_out:
-    with open(args.json_out, "w", encoding="utf-8") as fh:
-        json.dump({"args": asdict(args), "image": image_source, "model": model_source, "naive_s": naive_t.tolist(),
-                   "engine_s": eng_t.tolist(), "threshold_only": thr.tolist(), "n_masks": n_masks,
-                   "mismatches": mismatches, "engine_stats": st.as_dict()}, fh, indent=1)
-sys.exit(1 if mismatches else 0)
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("samstar_env.benchmarks.cli", "run a benchmark suite (task x agent x seed); resumable"),
     "report": ("samstar_env.benchmarks.cli", "render a benchmark folder as a static HTML page"),
     "reproduce": ("samstar_env.benchmarks.reproduce", "the SAM* paper's three experiments on the synthetic tasks: paper vs samstar"),
+    "cache": ("samstar_env.cache", "prepare (warm), inspect or clear the shared decode cache (SAMSTAR_CACHE)"),
     "data": ("samstar_env.data.cli", "list synthetic tasks; preview micrographs with ground truth"),
     "train-model": ("samstar_env.models.train_tiny", "train a small SAM (samstar-tiny) on synthetic and EMPS data"),
 }

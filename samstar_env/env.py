@@ -6,6 +6,7 @@ black-box tuners make, so the RL and black-box paths give identical numbers.
 
 from __future__ import annotations
 
+import logging
 import math
 import warnings
 from collections.abc import Mapping
@@ -29,6 +30,8 @@ from samstar_env.observation import (
 from samstar_env.params import AmgParams
 from samstar_env.problem import Evaluation, TuningProblem
 from samstar_env.task import Task
+
+_log = logging.getLogger("samstar_env.env")
 
 EpisodeMode = Literal["budget", "contextual"]
 ObsMode = Literal["features", "thumbnail"]
@@ -197,8 +200,8 @@ class SamStarEnv(gym.Env):
     import gymnasium as gym
     import samstar_env  # registers the samstar/ ids
 
-    env = gym.make("samstar/Perovskite-v1")  # synthetic perovskite tune image, samstar-tiny
-    env = gym.make("samstar/Custom-v1", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
+    env = gym.make("samstar/Perovskite-v2")  # synthetic perovskite tune image, samstar-tiny
+    env = gym.make("samstar/Custom-v2", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
     ```
 
     task : Task
@@ -235,6 +238,10 @@ class SamStarEnv(gym.Env):
 
     ## Version History
 
+    * v2: the registered ids' default space is ``ParamSpace.env_default()`` (crop layers 0-1,
+      downscale factor 1-2, SAM's crop overlap), every action of which ``samstar cache warm``
+      decodes ahead, so a step after warming is a replay (v1: the full default space, where a
+      random step could decode for 100 s).
     * v1: rewards version 2: per-mask mean rewards (overlap, shape, size window, duplicates,
       boundary) are taken over at least half the label-free expected particle count, so a few
       clean masks no longer score as high as every particle segmented (``count_floor``).
@@ -392,6 +399,7 @@ class SamStarEnv(gym.Env):
             )
         act = self._check_action(action)
         params: AmgParams = self.space.decode(act)
+        self._announce_cold(params)
         ev = self.problem.evaluate(params, images=self._images)
         vec = np.asarray(ev.rewards, dtype=np.float32)
         if vec.shape != (self.reward_dim,) or not np.isfinite(vec).all():
@@ -424,6 +432,24 @@ class SamStarEnv(gym.Env):
         return self._observation(), reward.astype(np.float32), terminated, False, info
 
     # -- helpers ------------------------------------------------------------------------------
+    def _announce_cold(self, params: AmgParams) -> None:
+        # A step that must decode costs seconds to minutes instead of milliseconds: say so, and how
+        # to avoid it. Engines without the cache interface (a user's Segmenter) are not asked.
+        engine = self.problem.engine
+        missing_of = getattr(engine, "missing_units", None)
+        if missing_of is None:
+            return
+        missing = [u for im in self._images for u in missing_of(im, params)]
+        if not missing:
+            return
+        secs = engine.expected_decode_seconds(missing)
+        _log.warning(
+            "samstar env: this step decodes %d new crop/grid unit(s), %d prompts (points_per_side=%s, crop_n_layers=%d, "
+            "crop_n_points_downscale_factor=%d)%s; `samstar cache warm %s` decodes the whole space ahead",
+            len(missing), sum(u.n_points for u in missing), params.points_per_side, params.crop_n_layers,
+            params.crop_n_points_downscale_factor, "" if secs is None else f", about {secs:.0f} s", self.task.name,
+        )
+
     def _check_action(self, action: Any) -> np.ndarray:
         d = self.space.dim
         try:

@@ -285,6 +285,20 @@ DEFAULT_DIMENSIONS: tuple[Dimension, ...] = (
 )
 
 
+# The environment's default space: the same dimensions, with the decode-deciding ones cut to what
+# `samstar cache warm` decodes ahead in a few minutes on 2 CPU cores (one 512² image, samstar-tiny:
+# 7 point grids on the full image and 9 on each of the 4 layer-1 crops, about 43,000 prompts).
+# Crop layer 2 (16 more crops) and other overlaps would multiply that by 4 and 3; they stay in
+# DEFAULT_DIMENSIONS (`samstar tune --space all`), where a cold decode is acceptable.
+ENV_DIMENSIONS: tuple[Dimension, ...] = tuple(
+    Dimension("crop_n_layers", "grid", choices=(0, 1)) if d.name == "crop_n_layers"
+    else Dimension("crop_n_points_downscale_factor", "grid", choices=(1, 2)) if d.name == "crop_n_points_downscale_factor"
+    else d
+    for d in DEFAULT_DIMENSIONS
+    if d.name != "crop_overlap_ratio"
+)
+
+
 @dataclass(frozen=True)
 class ParamSpace:
     """Which AMG parameters are tuned and how ``[-1, 1]^d`` maps onto them.
@@ -323,6 +337,11 @@ class ParamSpace:
         return cls(dimensions=DEFAULT_DIMENSIONS, base=AmgParams(**base_overrides))
 
     @classmethod
+    def env_default(cls, **base_overrides: Any) -> ParamSpace:
+        """The environments' default space (``ENV_DIMENSIONS``): every action a warm-cache replay."""
+        return cls(dimensions=ENV_DIMENSIONS, base=AmgParams(**base_overrides))
+
+    @classmethod
     def subset(cls, names: Sequence[str], *, base: AmgParams | None = None) -> ParamSpace:
         """The default space restricted to ``names`` (others fixed at ``base``)."""
         by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
@@ -352,7 +371,10 @@ class ParamSpace:
             raise ValueError(f"ParamSpace.decode: action has {arr.shape[0]} values; expected {self.dim} ({', '.join(self.names)})")
         if not np.isfinite(arr).all():
             raise ValueError(f"ParamSpace.decode: action contains NaN or Inf: {arr.tolist()}")
-        values = {d.name: d.decode(v) for d, v in zip(self.dimensions, arr, strict=True)}
+        return self.with_values({d.name: d.decode(v) for d, v in zip(self.dimensions, arr, strict=True)})
+
+    def with_values(self, values: Mapping[str, Any]) -> AmgParams:
+        """``base`` with ``values`` set, repaired as :meth:`decode` repairs (so every combination is feasible)."""
         merged = {**{f.name: getattr(self.base, f.name) for f in fields(AmgParams)}, **values}
         pps, layers = merged["points_per_side"], merged["crop_n_layers"]
         while pps is not None and merged["crop_n_points_downscale_factor"] > 1 and pps // (merged["crop_n_points_downscale_factor"] ** layers) < 1:

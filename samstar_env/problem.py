@@ -186,8 +186,12 @@ def shared_engine(model: Any, *, device: str = "auto") -> Any:
         every env of a vector env) share one engine and its caches.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``; for names and paths.
+
+    The engine keeps its decodes in the shared disk cache
+    (:func:`~samstar_env.engine.default_cache_dir`, ``SAMSTAR_CACHE``), so what ``samstar cache warm``
+    or an earlier run decoded is a replay here.
     """
-    from samstar_env.engine import MaskEngine
+    from samstar_env.engine import MaskEngine, default_cache_dir
 
     if _is_model_reference(model):
         key = (str(model), device)
@@ -201,7 +205,7 @@ def shared_engine(model: Any, *, device: str = "auto") -> Any:
                 from samstar_env.models import load_sam
 
                 model = load_sam(model, device=device)
-            _ENGINES[key] = MaskEngine(model)
+            _ENGINES[key] = MaskEngine(model, cache_dir=default_cache_dir())
         return _ENGINES[key]
 
 

@@ -3,17 +3,20 @@
 Registered on ``import samstar_env`` (string entry points, versioned ids; bump ``-vN`` when reward
 semantics change):
 
-* ``samstar/Perovskite-v1``, ``samstar/ITO-v1``, ``samstar/AuCo-v1``: the synthetic tasks' frozen
+* ``samstar/Perovskite-v2``, ``samstar/ITO-v2``, ``samstar/AuCo-v2``: the synthetic tasks' frozen
   ``tune`` split with their reward presets and the shipped ``samstar-tiny`` model;
-* ``samstar/Custom-v1``: images, prior, rewards and model passed as keyword arguments.
+* ``samstar/Custom-v2``: images, prior, rewards and model passed as keyword arguments.
 
-The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks) are superseded;
-``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v1`` id.
+The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks) and the ``-v1`` ids
+(the full default space, whose crop layer 2 and crop overlaps cannot be decoded ahead) are
+superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v2`` id. Their
+default space is :data:`~samstar_env.params.ENV_DIMENSIONS`: ``samstar cache warm TASK`` decodes
+every crop and grid it reaches, after which every step is a replay.
 
 All ids take :class:`~samstar_env.env.SamStarEnv`'s options as keyword arguments too (``mode``,
 ``budget``, ``obs_mode``, ...), and ``model``, ``space`` and ``rewards`` overrides, e.g.::
 
-    gym.make("samstar/Perovskite-v1", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
+    gym.make("samstar/Perovskite-v2", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
 
 ``gym.make_vec(id, n)`` gives a synchronous vector env with ``(n, k)`` vector rewards; for
 stable-baselines3 scalarize each sub-env:
@@ -63,11 +66,11 @@ else:  # pragma: no cover - Python 3.10 (pyproject allows it): tomllib's backpor
 
 # Ids -> synthetic task names. The registered ids are frozen; a change of reward semantics gets a new -vN.
 SYNTHETIC_IDS: dict[str, str] = {
-    "samstar/Perovskite-v1": "perovskite",
-    "samstar/ITO-v1": "ito",
-    "samstar/AuCo-v1": "auco",
+    "samstar/Perovskite-v2": "perovskite",
+    "samstar/ITO-v2": "ito",
+    "samstar/AuCo-v2": "auco",
 }
-CUSTOM_ID = "samstar/Custom-v1"
+CUSTOM_ID = "samstar/Custom-v2"
 
 # Same as samstar_env.env.DEFAULT_BUDGET (not imported: registration must not import numpy-heavy
 # modules on `import samstar_env`).
@@ -107,16 +110,19 @@ def make_synthetic_env(
         Tune images in the pool: default 1 in ``budget`` mode (the paper's single-image tuning
         session) and 8 in ``contextual`` mode (a new image per episode).
     space : ParamSpace, optional
-        Search space (default: ``ParamSpace.default()``).
+        Search space (default: ``ParamSpace.env_default()``, every action of which
+        ``samstar cache warm`` decodes ahead).
     rewards : RewardSuite or list of names/callables, optional
         Default: the task's preset.
     **env_options
         :class:`SamStarEnv` options (``mode``, ``budget``, ``obs_mode``, ...).
     """
     from samstar_env.env import SamStarEnv
+    from samstar_env.params import ParamSpace
     from samstar_env.task import DEFAULT_MODEL, make_task
 
     _check_options(env_options, f"make_synthetic_env({task!r})")
+    space = ParamSpace.env_default() if space is None else space
     if n_images is None:
         n_images = 8 if env_options.get("mode") == "contextual" else 1
     t = make_task(
@@ -143,7 +149,7 @@ def make_custom_env(
     name: str = "custom",
     **env_options: Any,
 ) -> Any:
-    """Entry point of ``samstar/Custom-v1``: a :class:`SamStarEnv` on the user's images.
+    """Entry point of ``samstar/Custom-v2``: a :class:`SamStarEnv` on the user's images.
 
     Parameters
     ----------
@@ -161,7 +167,7 @@ def make_custom_env(
     modality : str
         Modality of a folder's images.
     space : ParamSpace, optional
-        Search space.
+        Search space (default: ``ParamSpace.env_default()``).
     name : str
         Task name (logs and results).
     **env_options
@@ -189,7 +195,7 @@ def build_custom_task(
     name: str = "custom",
     where: str = "custom task",
 ) -> Any:
-    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v1`` and task files).
+    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v2`` and task files).
 
     ``where`` prefixes error messages (the env id or the task file).
     """
@@ -226,7 +232,7 @@ def build_custom_task(
         images=imgs,
         prior=prior,
         rewards=_suite(rewards, where),
-        space=space if space is not None else ParamSpace.default(),
+        space=space if space is not None else ParamSpace.env_default(),
         model=DEFAULT_MODEL if model is None else model,
     )
 
@@ -237,7 +243,7 @@ def make_synthetic_vector_env(num_envs: int = 1, *, max_episode_steps: int | Non
 
 
 def make_custom_vector_env(num_envs: int = 1, *, max_episode_steps: int | None = None, **kwargs: Any) -> Any:
-    """Vector entry point of ``samstar/Custom-v1`` (``gym.make_vec``)."""
+    """Vector entry point of ``samstar/Custom-v2`` (``gym.make_vec``)."""
     return _vector_env(make_custom_env, num_envs, max_episode_steps, kwargs)
 
 
@@ -311,7 +317,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
         base_tbl = _get(space_tbl, "base", dict, p, "space") or {}
         try:
             base = AmgParams.from_dict(base_tbl)
-            space = ParamSpace.subset(dims, base=base) if dims is not None else ParamSpace.default(**base_tbl)
+            space = ParamSpace.subset(dims, base=base) if dims is not None else ParamSpace.env_default(**base_tbl)
         except (ValueError, TypeError) as exc:
             raise TaskFileError(f"{p}: [space]: {exc}") from None
 

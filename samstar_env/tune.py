@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from samstar_env.agents import RunState, Trial, TuningResult, make_agent
-from samstar_env.params import ParamSpace
+from samstar_env.params import DEFAULT_DIMENSIONS, ParamSpace
 from samstar_env.rewards.registry import REWARDS_VERSION
 
 JOURNAL_FORMAT = "samstar-tune-journal/1"
@@ -136,6 +136,8 @@ def resolve_task(cfg: TuneConfig) -> Any:
         task = make_task(spec, **kw)
     if cfg.space:
         task = task.replace(space=ParamSpace.subset(list(cfg.space), base=task.space.base))
+    else:  # "all": every dimension of DEFAULT_DIMENSIONS, whatever the task's own default
+        task = task.replace(space=ParamSpace(DEFAULT_DIMENSIONS, base=task.space.base))
     return task
 
 

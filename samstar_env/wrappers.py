@@ -125,7 +125,7 @@ class ScalarizeReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
 
     Examples
     --------
-    >>> env = ScalarizeReward(gym.make("samstar/Perovskite-v1"), weights=[1, 0, 0])  # doctest: +SKIP
+    >>> env = ScalarizeReward(gym.make("samstar/Perovskite-v2"), weights=[1, 0, 0])  # doctest: +SKIP
     >>> obs, r, term, trunc, info = env.step(env.action_space.sample())            # doctest: +SKIP
     >>> info["vector_reward"]                                                      # doctest: +SKIP
     """

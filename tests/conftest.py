@@ -9,8 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from samstar_env.data.paths import data_root
-from samstar_env.models.tiny import TinySamConfig, build_tiny_sam
+# The suite never reads or fills the user's decode cache; tests of the disk cache set their own.
+os.environ["SAMSTAR_CACHE"] = "off"
+
+from samstar_env.data.paths import data_root  # noqa: E402
+from samstar_env.models.tiny import TinySamConfig, build_tiny_sam  # noqa: E402
 
 # Small enough that a full AMG call on a 96x96 image takes well under a second on 2 CPU cores.
 TEST_SAM_CONFIG = TinySamConfig(

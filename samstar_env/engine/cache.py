@@ -196,6 +196,23 @@ class DiskCache:
             pass
         return None
 
+    @staticmethod
+    def scan(directory: str | os.PathLike[str]) -> list[tuple[Path, dict[str, Any] | None]]:
+        """Every entry file of ``directory`` with its header (``None`` when unreadable), payloads unread."""
+        out: list[tuple[Path, dict[str, Any] | None]] = []
+        for path in sorted(Path(directory).glob("*.npc")):
+            header = None
+            try:
+                with open(path, "rb") as fh:
+                    head = fh.read(12)
+                    if head[:8] == _MAGIC:
+                        (hlen,) = struct.unpack("<I", head[8:12])
+                        header = json.loads(fh.read(hlen).decode())
+            except (OSError, ValueError, struct.error):
+                header = None
+            out.append((path, header if isinstance(header, dict) else None))
+        return out
+
     def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Store ``arrays`` under ``key`` atomically (failures to write only warn: the cache is optional)."""
         buf = io.BytesIO()

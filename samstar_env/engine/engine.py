@@ -25,6 +25,7 @@ mask bits, so it scales with mask area: at most 100 MB if every mask filled the 
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterable
@@ -58,6 +59,13 @@ DEFAULT_CACHE_BYTES = 1 << 30
 DEFAULT_STABILITY_OFFSETS: tuple[float, ...] = tuple(
     float(v) for d in DEFAULT_DIMENSIONS if d.name == "stability_score_offset" for v in d.choices
 )
+_log = logging.getLogger("samstar_env.engine")
+
+
+def _about(seconds: float | None) -> str:
+    return "" if seconds is None else f" (about {seconds:.1f} s)"
+
+
 _STAGES = ("embed", "decode", "stability", "replay", "postprocess", "assemble")
 
 
@@ -156,6 +164,7 @@ class MaskEngine:
         # keeps concurrent callers from oversubscribing them. Replay runs concurrently.
         self._model_lock = threading.Lock()
         self._stats_lock = threading.Lock()
+        self._work = self._work_seconds = 0.0  # decode cost model (expected_decode_seconds)
         self.reset_stats()
 
     # ------------------------------------------------------------------ stats
@@ -234,13 +243,16 @@ class MaskEngine:
             self._count("embedding_hits")
         return emb
 
-    def _proposals(
-        self, image: np.ndarray, image_key: str, crop_box: list[int], grid: np.ndarray, params: AmgParams
-    ) -> CropProposals:
+    def _proposal_key(self, image_key: str, crop_box: list[int], grid: np.ndarray, points_per_batch: int) -> str:
         grid = np.asarray(grid, dtype=np.float64)
         grid_key = hashlib.sha256(f"{grid.shape}".encode() + grid.tobytes()).hexdigest()[:32]
-        key = self._key("proposals", image_key, tuple(crop_box), grid_key, f"ppb={params.points_per_batch}")
-        offset = params.stability_score_offset
+        return self._key("proposals", image_key, tuple(crop_box), grid_key, f"ppb={points_per_batch}")
+
+    def _proposals(
+        self, image: np.ndarray, image_key: str, crop_box: list[int], grid: np.ndarray, points_per_batch: int, offset: float
+    ) -> CropProposals:
+        grid = np.asarray(grid, dtype=np.float64)
+        key = self._proposal_key(image_key, crop_box, grid, points_per_batch)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
 
         def compute() -> tuple[CropProposals, int]:
@@ -252,10 +264,16 @@ class MaskEngine:
                     return props, props.nbytes
             emb = self._embedding(image, image_key, crop_box)
             self._count("proposal_misses")
+            unit = DecodeUnit(tuple(crop_box), 0, grid)
+            _log.info("decoding %d prompts on crop %s%s", unit.n_points, tuple(crop_box), _about(self.expected_decode_seconds([unit])))
+            t0 = time.perf_counter()
             with self._timed("decode"), self._model_lock:
                 props = decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
-                                    points_per_batch=params.points_per_batch,
+                                    points_per_batch=points_per_batch,
                                     offsets=(*self.stability_offsets, offset), max_bytes=self.logit_bytes)
+            with self._stats_lock:
+                self._work += self._work_of(unit)
+                self._work_seconds += time.perf_counter() - t0
             if self.disk is not None:
                 self.disk.save(key, props.to_arrays())
             return props, props.nbytes
@@ -271,7 +289,7 @@ class MaskEngine:
                     self._count("stability_recomputes")
                     with self._timed("stability"), self._model_lock:
                         props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
-                                                             points_per_batch=params.points_per_batch, offsets=[offset],
+                                                             points_per_batch=points_per_batch, offsets=[offset],
                                                              max_bytes=self.logit_bytes))
                     if self.disk is not None:
                         self.disk.save(key, props.to_arrays())
@@ -283,9 +301,41 @@ class MaskEngine:
         """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop order."""
         rgb = to_sam_image(image)
         image_key = image_fingerprint(rgb)
-        crop_boxes, layer_idxs = generate_crop_boxes(rgb.shape[:2], params.crop_n_layers, params.crop_overlap_ratio)
-        grids = _point_grids(params)
-        return [self._proposals(rgb, image_key, list(box), grids[layer], params) for box, layer in zip(crop_boxes, layer_idxs, strict=True)]
+        return [self._proposals(rgb, image_key, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
+                for u in decode_units(rgb.shape[:2], params)]
+
+    def missing_units(self, image: Any, params: AmgParams) -> list[DecodeUnit]:
+        """The crops and grids of ``params`` on ``image`` that a ``generate`` call would decode now."""
+        rgb = to_sam_image(image)
+        return [u for u in decode_units(rgb.shape[:2], params) if not self.is_cached(rgb, u, points_per_batch=params.points_per_batch)]
+
+    def _work_of(self, unit: DecodeUnit) -> float:
+        # Decoder work per prompt is about that of upsampling img_size² pixels (measured with
+        # samstar-tiny at 512²), then upsampling and scanning grow with the crop's pixels.
+        side = int(self.model.image_encoder.img_size)
+        return float(unit.n_points) * (unit.pixels + side * side)
+
+    def expected_decode_seconds(self, units: Iterable[DecodeUnit]) -> float | None:
+        """Seconds ``units`` should take to decode, from this engine's own decodes so far (None before the first)."""
+        with self._stats_lock:
+            if self._work <= 0:
+                return None
+            rate = self._work_seconds / self._work
+        return rate * sum(self._work_of(u) for u in units)
+
+    def is_cached(self, image: Any, unit: DecodeUnit, *, points_per_batch: int) -> bool:
+        """Whether ``unit``'s proposals are in memory or in the disk cache (a file, not yet verified)."""
+        rgb = to_sam_image(image)
+        key = self._proposal_key(image_fingerprint(rgb), list(unit.crop_box), unit.grid, points_per_batch)
+        return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
+
+    @torch.no_grad()
+    def ensure(self, image: Any, unit: DecodeUnit, *, points_per_batch: int) -> bool:
+        """Decode ``unit`` unless it is cached (for ``samstar cache warm``); True when it decoded now."""
+        misses = self.stats.proposal_misses
+        rgb = to_sam_image(image)
+        self._proposals(rgb, image_fingerprint(rgb), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
+        return self.stats.proposal_misses > misses
 
     @torch.no_grad()
     def generate(self, image: Any, params: AmgParams | None = None) -> MaskSet:
@@ -329,6 +379,49 @@ class MaskEngine:
     def clear_cache(self) -> None:
         """Empty the in-memory cache (the disk cache is kept)."""
         self.memory.clear()
+
+
+@dataclass(frozen=True, eq=False)
+class DecodeUnit:
+    """One (crop box, point grid) that costs a full decode: the unit of caching and of ``cache warm``.
+
+    Parameters
+    ----------
+    crop_box : (x0, y0, x1, y1)
+        The crop, as ``generate_crop_boxes`` gives it.
+    layer : int
+        Its crop layer.
+    grid : ndarray of float64, shape (P, 2)
+        The layer's normalized point grid.
+    """
+
+    crop_box: tuple[int, int, int, int]
+    layer: int
+    grid: np.ndarray
+
+    @property
+    def n_points(self) -> int:
+        """Prompts decoded."""
+        return int(self.grid.shape[0])
+
+    @property
+    def pixels(self) -> int:
+        """Pixels of the crop (its logits are upsampled to this size)."""
+        x0, y0, x1, y1 = self.crop_box
+        return int((x1 - x0) * (y1 - y0))
+
+    @property
+    def identity(self) -> tuple[Any, ...]:
+        """Hashable identity (crop box and grid), for de-duplicating units across parameter sets."""
+        return (self.crop_box, self.grid.shape, self.grid.tobytes())
+
+
+def decode_units(image_shape: tuple[int, int], params: AmgParams) -> list[DecodeUnit]:
+    """The crops and grids ``SamAutomaticMaskGenerator`` decodes for ``params``, in its crop order."""
+    crop_boxes, layer_idxs = generate_crop_boxes(tuple(image_shape[:2]), params.crop_n_layers, params.crop_overlap_ratio)
+    grids = _point_grids(params)
+    return [DecodeUnit(tuple(int(v) for v in box), int(layer), np.asarray(grids[layer], np.float64))
+            for box, layer in zip(crop_boxes, layer_idxs, strict=True)]
 
 
 def _point_grids(params: AmgParams) -> list[np.ndarray]:
