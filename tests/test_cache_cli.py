@@ -103,7 +103,10 @@ def test_a_corrupt_cache_file_is_recomputed_and_nothing_else_is_lost(random_sam,
     task = _task(random_sam, n_images=1)
     warm(task, cache_dir=tmp_path, progress=False, log=lambda s: None)
     files = sorted(tmp_path.glob("*.npc"))
-    victim = files[len(files) // 2]
+    from samstar_env.engine.cache import DiskCache
+
+    # A proposals entry (an embedding is read only when something must be decoded again).
+    victim = next(path for path, header in DiskCache.scan(tmp_path) if "|proposals|" in header["key"])
     victim.write_bytes(victim.read_bytes()[:100])
     lines: list[str] = []
     with pytest.warns(RuntimeWarning, match="discarding"):
@@ -155,3 +158,45 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, monkeypatch, capsys):
     assert default_cache_dir() is None
     assert cli.main(["cache", "info"]) == 2
     assert "SAMSTAR_CACHE is 'off'" in capsys.readouterr().err
+
+
+def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_path, monkeypatch, caplog):
+    import logging
+
+    import gymnasium as gym
+
+    from samstar_env.problem import _ENGINES
+
+    monkeypatch.setenv("SAMSTAR_CACHE", str(tmp_path))
+    space = ParamSpace(dimensions=(Dimension("points_per_side", "grid", choices=(2, 4)),
+                                   Dimension("crop_n_layers", "grid", choices=(0, 1)),
+                                   Dimension("pred_iou_thresh", "float", 0.0, 0.9)),
+                       base=AmgParams(stability_score_thresh=0.0))
+    env = gym.make("samstar/Perovskite-v2", model=random_sam, size=(64, 64), space=space, budget=20)
+    env.reset(seed=0)
+    with caplog.at_level(logging.WARNING, logger="samstar_env.env"):
+        env.step(np.array([-1.0, -1.0, 0.0]))  # points_per_side 2, no crop layer: cold
+        env.step(np.array([-1.0, -1.0, 0.5]))  # the same grid: a replay
+    cold = [r.getMessage() for r in caplog.records]
+    assert len(cold) == 1 and "decodes 1 new crop/grid unit(s), 4 prompts" in cold[0] and "samstar cache warm" in cold[0]
+    # Warm the env's whole space, then a fresh engine (as a new process would have) never decodes.
+    warm(env.unwrapped.task, progress=False, log=lambda s: None)
+    for key in [k for k in _ENGINES if k[0].startswith("module:")]:
+        del _ENGINES[key]
+    env2 = gym.make("samstar/Perovskite-v2", model=random_sam, size=(64, 64), space=space, budget=20)
+    env2.reset(seed=0)
+    env2.action_space.seed(0)
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="samstar_env.env"):
+        for _ in range(10):
+            env2.step(env2.action_space.sample())
+    assert caplog.records == []
+    assert env2.unwrapped.problem.engine.stats.proposal_misses == 0
+
+
+def test_registered_ids_default_to_the_env_space():
+    import gymnasium as gym
+
+    env = gym.make("samstar/ITO-v2")
+    assert env.unwrapped.space.names == ParamSpace.env_default().names
+    assert env.unwrapped.space.dimensions == ParamSpace.env_default().dimensions

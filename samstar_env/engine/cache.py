@@ -10,7 +10,6 @@ file (another format version, a hash-prefix collision) is detected, deleted and 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import struct
@@ -26,7 +25,7 @@ from typing import Any
 import numpy as np
 
 # Bump when the meaning or layout of anything stored on disk changes: old files then read as stale.
-DISK_FORMAT_VERSION = 1
+DISK_FORMAT_VERSION = 2
 _MAGIC = b"SAMSTARC"
 
 
@@ -136,9 +135,12 @@ class DiskCache:
     """Arrays stored on disk under string keys, safe against corrupted, stale and half-written files.
 
     File layout: ``SAMSTARC`` magic, a little-endian uint32 header length, a JSON header
-    ``{"version", "key", "sha256", "nbytes"}``, then an uncompressed ``.npz`` payload. Writes go to a
-    temporary file in the same folder followed by :func:`os.replace`, so readers in other processes
-    never see a partial file.
+    ``{"version", "key", "sha256", "nbytes", "arrays"}``, then the arrays' raw bytes, each at a
+    64-byte aligned offset that ``arrays`` lists with its dtype and shape. Loading reads the file
+    once, checks the sha256 and returns read-only views of it (no copy: an ``.npz`` payload cost a
+    second copy and zipfile's own CRC pass, 0.23 s for a 140 MB entry). Writes go to a temporary
+    file in the same folder followed by :func:`os.replace`, so readers in other processes never see
+    a partial file. Version 1 files (``.npz`` payloads) read as stale and are recomputed.
 
     Parameters
     ----------
@@ -179,8 +181,7 @@ class DiskCache:
             elif header.get("nbytes") != len(payload) or header.get("sha256") != hashlib.sha256(payload).hexdigest():
                 reason = "checksum mismatch"
             else:
-                with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-                    arrays = {name: npz[name] for name in npz.files}
+                arrays = _views(payload, header["arrays"])
                 with self._lock:
                     self.hits += 1
                 return arrays
@@ -215,11 +216,21 @@ class DiskCache:
 
     def save(self, key: str, arrays: Mapping[str, np.ndarray]) -> None:
         """Store ``arrays`` under ``key`` atomically (failures to write only warn: the cache is optional)."""
-        buf = io.BytesIO()
-        np.savez(buf, **{k: np.ascontiguousarray(v) for k, v in arrays.items()})
-        payload = buf.getvalue()
+        specs, parts, offset = {}, [], 0
+        for name, value in arrays.items():
+            a = np.ascontiguousarray(value)
+            if a.dtype.hasobject:
+                raise TypeError(f"DiskCache.save: array {name!r} has dtype object; only plain arrays are stored")
+            pad = (-offset) % 64
+            parts.append(b"\0" * pad)
+            offset += pad
+            specs[name] = {"dtype": a.dtype.str, "shape": list(a.shape), "offset": offset, "nbytes": a.nbytes}
+            parts.append(a.tobytes())
+            offset += a.nbytes
+        payload = b"".join(parts)
         header = json.dumps(
-            {"version": DISK_FORMAT_VERSION, "key": key, "sha256": hashlib.sha256(payload).hexdigest(), "nbytes": len(payload)}
+            {"version": DISK_FORMAT_VERSION, "key": key, "sha256": hashlib.sha256(payload).hexdigest(), "nbytes": len(payload),
+             "arrays": specs}
         ).encode()
         path = self.path_for(key)
         try:
@@ -229,6 +240,17 @@ class DiskCache:
             os.replace(tmp, path)
         except OSError as exc:
             warnings.warn(f"samstar disk cache: could not write {path} ({exc})", RuntimeWarning, stacklevel=2)
+
+
+def _views(payload: bytes, specs: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out = {}
+    for name, spec in specs.items():
+        dtype = np.dtype(spec["dtype"])
+        count = int(np.prod(spec["shape"], dtype=np.int64))
+        if int(spec["offset"]) + count * dtype.itemsize > len(payload):
+            raise ValueError(f"array {name!r} runs past the payload")
+        out[name] = np.frombuffer(payload, dtype=dtype, count=count, offset=int(spec["offset"])).reshape(spec["shape"])
+    return out
 
 
 class KeyedLocks:

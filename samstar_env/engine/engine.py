@@ -19,13 +19,15 @@ proposals of one full-image grid at points_per_side 32 (3,072 masks, 4 stability
 when masks are cropped to their boxes and bit-packed (random weights, many large masks; 99% of it is
 mask bits, so it scales with mask area: at most 100 MB if every mask filled the image), against
 3.2 GB for full-size float logits; a crop embedding takes C*h*w*4 bytes (256 kB for samstar-tiny,
-4 MB for ViT-H). The default bound, 1 GiB, holds a few dozen such (image, grid) entries.
+4 MB for ViT-H). The default bound, 4 GiB (at most a quarter of the RAM), holds every decode of
+the env's default space on a 512² image.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterable
@@ -54,7 +56,18 @@ from samstar_env.engine.replay import assemble, postprocess, select
 from samstar_env.models.registry import model_fingerprint
 from samstar_env.params import DEFAULT_DIMENSIONS, AmgParams
 
-DEFAULT_CACHE_BYTES = 1 << 30
+
+def _default_cache_bytes() -> int:
+    # 4 GiB holds every decode of the env's default space on a 512² image (about 1.4 GB with
+    # samstar-tiny), so a warm env never re-reads the disk; never more than a quarter of the RAM.
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover - non-POSIX
+        ram = 16 << 30
+    return int(min(4 << 30, ram // 4))
+
+
+DEFAULT_CACHE_BYTES = _default_cache_bytes()
 # The ParamSpace grid of stability_score_offset: a tuner on the default space never triggers a re-decode.
 DEFAULT_STABILITY_OFFSETS: tuple[float, ...] = tuple(
     float(v) for d in DEFAULT_DIMENSIONS if d.name == "stability_score_offset" for v in d.choices
@@ -122,7 +135,8 @@ class MaskEngine:
         The model. Cache keys include :func:`~samstar_env.models.model_fingerprint`, re-validated at
         each call, so changed weights never reuse stale entries.
     cache_bytes : int
-        Bound of the in-memory LRU cache of embeddings and proposals (default 1 GiB).
+        Bound of the in-memory LRU cache of embeddings and proposals (default 4 GiB, at most a
+        quarter of the machine's memory).
     cache_dir : path, optional
         Folder of an on-disk cache shared between processes (embeddings and proposals).
     stability_offsets : iterable of float, optional
@@ -202,21 +216,29 @@ class MaskEngine:
             )
 
     # ------------------------------------------------------------------ keys
-    def _key(self, kind: str, *parts: Any) -> str:
-        # Versioned: the disk format, the torch and segment_anything builds (numerics) and the device
-        # all change the stored numbers, so they are part of every key.
+    def _scope(self, rgb: np.ndarray) -> tuple[tuple[str, ...], str]:
+        """What every key of one call shares: the numerics' identity and the image's hash.
+
+        Versioned: the disk format, the torch and segment_anything builds (numerics), the device and
+        the weights all change the stored numbers, so they are part of every key. Computed once per
+        public call (re-checking the weights per key cost more than the whole replay of a small image).
+        """
         import segment_anything
 
         dev = next(self.model.parameters()).device.type
         sa_version = getattr(segment_anything, "__version__", "1.0")
         # Re-checked per call (cheap unless the weights changed), so entries never outlive the weights.
         self.fingerprint = model_fingerprint(self.model)
-        return "|".join([f"samstar-engine/{DISK_FORMAT_VERSION}", kind, f"torch={torch.__version__}", f"sam={sa_version}",
-                         f"dev={dev}", f"model={self.fingerprint}", *map(str, parts)])
+        ident = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
+        return ident, image_fingerprint(rgb)
+
+    def _key(self, kind: str, scope: tuple[tuple[str, ...], str], *parts: Any) -> str:
+        ident, image_key = scope
+        return "|".join([f"samstar-engine/{DISK_FORMAT_VERSION}", kind, *ident, image_key, *map(str, parts)])
 
     # ------------------------------------------------------------------ stages
-    def _embedding(self, image: np.ndarray, image_key: str, crop_box: list[int]) -> CropEmbedding:
-        key = self._key("embedding", image_key, tuple(crop_box))
+    def _embedding(self, image: np.ndarray, scope: tuple[tuple[str, ...], str], crop_box: list[int]) -> CropEmbedding:
+        key = self._key("embedding", scope, tuple(crop_box))
 
         def compute() -> tuple[CropEmbedding, int]:
             if self.disk is not None:
@@ -224,7 +246,7 @@ class MaskEngine:
                 if arrays is not None:
                     self._count("disk_hits")
                     emb = CropEmbedding(
-                        features=torch.from_numpy(arrays["features"]).to(next(self.model.parameters()).device),
+                        features=torch.from_numpy(np.array(arrays["features"])).to(next(self.model.parameters()).device),
                         original_size=tuple(int(v) for v in arrays["original_size"]),
                         input_size=tuple(int(v) for v in arrays["input_size"]),
                     )
@@ -243,16 +265,22 @@ class MaskEngine:
             self._count("embedding_hits")
         return emb
 
-    def _proposal_key(self, image_key: str, crop_box: list[int], grid: np.ndarray, points_per_batch: int) -> str:
+    def _proposal_key(self, scope: tuple[tuple[str, ...], str], crop_box: list[int], grid: np.ndarray, points_per_batch: int) -> str:
         grid = np.asarray(grid, dtype=np.float64)
         grid_key = hashlib.sha256(f"{grid.shape}".encode() + grid.tobytes()).hexdigest()[:32]
-        return self._key("proposals", image_key, tuple(crop_box), grid_key, f"ppb={points_per_batch}")
+        return self._key("proposals", scope, tuple(crop_box), grid_key, f"ppb={points_per_batch}")
 
     def _proposals(
-        self, image: np.ndarray, image_key: str, crop_box: list[int], grid: np.ndarray, points_per_batch: int, offset: float
+        self,
+        image: np.ndarray,
+        scope: tuple[tuple[str, ...], str],
+        crop_box: list[int],
+        grid: np.ndarray,
+        points_per_batch: int,
+        offset: float,
     ) -> CropProposals:
         grid = np.asarray(grid, dtype=np.float64)
-        key = self._proposal_key(image_key, crop_box, grid, points_per_batch)
+        key = self._proposal_key(scope, crop_box, grid, points_per_batch)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
 
         def compute() -> tuple[CropProposals, int]:
@@ -262,7 +290,7 @@ class MaskEngine:
                     self._count("disk_hits")
                     props = CropProposals.from_arrays(arrays)
                     return props, props.nbytes
-            emb = self._embedding(image, image_key, crop_box)
+            emb = self._embedding(image, scope, crop_box)
             self._count("proposal_misses")
             unit = DecodeUnit(tuple(crop_box), 0, grid)
             _log.info("decoding %d prompts on crop %s%s", unit.n_points, tuple(crop_box), _about(self.expected_decode_seconds([unit])))
@@ -285,7 +313,7 @@ class MaskEngine:
         if offset not in props.stability:
             with self._locks(key + "|stability"):
                 if offset not in props.stability:
-                    emb = self._embedding(image, image_key, crop_box)
+                    emb = self._embedding(image, scope, crop_box)
                     self._count("stability_recomputes")
                     with self._timed("stability"), self._model_lock:
                         props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
@@ -300,8 +328,8 @@ class MaskEngine:
     def proposals(self, image: Any, params: AmgParams) -> list[CropProposals]:
         """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop order."""
         rgb = to_sam_image(image)
-        image_key = image_fingerprint(rgb)
-        return [self._proposals(rgb, image_key, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
+        scope = self._scope(rgb)
+        return [self._proposals(rgb, scope, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
                 for u in decode_units(rgb.shape[:2], params)]
 
     def missing_units(self, image: Any, params: AmgParams) -> list[DecodeUnit]:
@@ -326,7 +354,7 @@ class MaskEngine:
     def is_cached(self, image: Any, unit: DecodeUnit, *, points_per_batch: int) -> bool:
         """Whether ``unit``'s proposals are in memory or in the disk cache (a file, not yet verified)."""
         rgb = to_sam_image(image)
-        key = self._proposal_key(image_fingerprint(rgb), list(unit.crop_box), unit.grid, points_per_batch)
+        key = self._proposal_key(self._scope(rgb), list(unit.crop_box), unit.grid, points_per_batch)
         return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
 
     @torch.no_grad()
@@ -334,7 +362,7 @@ class MaskEngine:
         """Decode ``unit`` unless it is cached (for ``samstar cache warm``); True when it decoded now."""
         misses = self.stats.proposal_misses
         rgb = to_sam_image(image)
-        self._proposals(rgb, image_fingerprint(rgb), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
+        self._proposals(rgb, self._scope(rgb), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
         return self.stats.proposal_misses > misses
 
     @torch.no_grad()

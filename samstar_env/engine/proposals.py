@@ -5,8 +5,8 @@ SamAutomaticMaskGenerator does). :func:`decode_crop` runs the prompt encoder and
 point grid, in exactly AMG's point batches (matrix products can round differently with another
 batch size), and reduces each proposal to what every later AMG stage needs:
 
-- the mask thresholded at ``model.mask_threshold``, cropped to its box and bit-packed (full-size float
-  logits of thousands of proposals would take gigabytes);
+- the mask thresholded at ``model.mask_threshold``, cropped to its box and run-length encoded
+  (full-size float logits of thousands of proposals would take gigabytes);
 - its box (``batched_mask_to_box``, crop frame), the crop-edge flag (``is_box_near_crop_edge``),
   the predicted IoU and the prompt point;
 - its stability score (``calculate_stability_score``'s numbers) for each offset of a known grid,
@@ -36,7 +36,11 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import batch_iterator, is_box_near_crop_edge
 
+from samstar_env.engine.rle import decode_mask, encode_mask
 from samstar_env.engine.scan import float32_thresholds, scan_logits, stability_from_counts
+
+__all__ = ["CropEmbedding", "CropProposals", "RegionResult", "decode_crop", "decode_mask", "decode_stability",
+           "embed_crop", "encode_mask", "paste", "subbatch_points"]
 
 CropBox = tuple[int, int, int, int]
 
@@ -97,13 +101,13 @@ class RegionResult:
         Whether either pass changed the mask (AMG's NMS prefers unchanged masks).
     box : ndarray of int64, shape (4,)
         ``batched_mask_to_box`` of the new mask (image frame, xyxy).
-    bits : ndarray of uint8
-        The new mask cropped to ``box`` and bit-packed (empty when unchanged).
+    runs : ndarray of uint32
+        The new mask cropped to ``box``, run-length encoded (:func:`encode_mask`; empty when unchanged).
     """
 
     changed: bool
     box: np.ndarray
-    bits: np.ndarray
+    runs: np.ndarray
 
 
 @dataclass(eq=False)
@@ -122,10 +126,10 @@ class CropProposals:
         Box of the thresholded mask, crop frame, xyxy.
     near_crop_edge : ndarray of bool, shape (M,)
         ``is_box_near_crop_edge`` (AMG drops these).
-    mask_bits : ndarray of uint8
-        Concatenated bit-packed masks, each cropped to its box.
-    mask_offsets : ndarray of int64, shape (M + 1,)
-        Start of each mask in ``mask_bits``.
+    mask_runs : ndarray of uint32
+        Concatenated run-length encoded masks, each cropped to its box (:func:`encode_mask`).
+    run_offsets : ndarray of int64, shape (M + 1,)
+        Start of each mask in ``mask_runs``.
     stability : dict of float -> ndarray of float32, shape (M,)
         Stability score per offset.
     regions : dict
@@ -137,8 +141,8 @@ class CropProposals:
     iou_preds: np.ndarray
     boxes: np.ndarray
     near_crop_edge: np.ndarray
-    mask_bits: np.ndarray
-    mask_offsets: np.ndarray
+    mask_runs: np.ndarray
+    run_offsets: np.ndarray
     stability: dict[float, np.ndarray]
     regions: dict[int, dict[int, RegionResult]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -149,14 +153,14 @@ class CropProposals:
     @property
     def nbytes(self) -> int:
         """Memory held (arrays and the region memo)."""
-        n = sum(a.nbytes for a in (self.points, self.iou_preds, self.boxes, self.near_crop_edge, self.mask_bits, self.mask_offsets))
+        n = sum(a.nbytes for a in (self.points, self.iou_preds, self.boxes, self.near_crop_edge, self.mask_runs, self.run_offsets))
         n += sum(s.nbytes for s in self.stability.values())
-        n += sum(r.box.nbytes + r.bits.nbytes + 64 for memo in self.regions.values() for r in memo.values())
+        n += sum(r.box.nbytes + r.runs.nbytes + 64 for memo in self.regions.values() for r in memo.values())
         return int(n)
 
     def mask_crop(self, i: int) -> np.ndarray:
         """Mask ``i`` cropped to its box (bool, shape (y1 - y0 + 1, x1 - x0 + 1))."""
-        return unpack_mask(self.mask_bits[self.mask_offsets[i] : self.mask_offsets[i + 1]], self.boxes[i])
+        return decode_mask(self.mask_runs[self.run_offsets[i] : self.run_offsets[i + 1]], self.boxes[i])
 
     def full_mask(self, i: int, image_shape: tuple[int, int]) -> np.ndarray:
         """Mask ``i`` in the image frame (what AMG's ``uncrop_masks`` + RLE round trip yields)."""
@@ -178,36 +182,29 @@ class CropProposals:
             "iou_preds": self.iou_preds,
             "boxes": self.boxes,
             "near_crop_edge": self.near_crop_edge,
-            "mask_bits": self.mask_bits,
-            "mask_offsets": self.mask_offsets,
+            "mask_runs": self.mask_runs,
+            "run_offsets": self.run_offsets,
             "stability_offsets": np.asarray(offs, np.float64),
             "stability": np.stack([self.stability[o] for o in offs]) if offs else np.zeros((0, len(self)), np.float32),
         }
 
     @classmethod
     def from_arrays(cls, a: dict[str, np.ndarray]) -> CropProposals:
-        """Inverse of :meth:`to_arrays`."""
+        """Inverse of :meth:`to_arrays`.
+
+        The per-proposal scalars are copied (torch wants writable arrays); the runs, nearly all of
+        the bytes, stay views of what the disk cache read.
+        """
         return cls(
             crop_box=tuple(int(v) for v in a["crop_box"]),
-            points=a["points"],
-            iou_preds=a["iou_preds"],
-            boxes=a["boxes"],
-            near_crop_edge=a["near_crop_edge"],
-            mask_bits=a["mask_bits"],
-            mask_offsets=a["mask_offsets"],
-            stability={float(o): a["stability"][k] for k, o in enumerate(a["stability_offsets"])},
+            points=np.array(a["points"]),
+            iou_preds=np.array(a["iou_preds"]),
+            boxes=np.array(a["boxes"]),
+            near_crop_edge=np.array(a["near_crop_edge"]),
+            mask_runs=a["mask_runs"],
+            run_offsets=np.array(a["run_offsets"]),
+            stability={float(o): np.array(a["stability"][k]) for k, o in enumerate(a["stability_offsets"])},
         )
-
-
-def unpack_mask(bits: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Inverse of the box-cropped bit packing."""
-    h, w = int(box[3] - box[1] + 1), int(box[2] - box[0] + 1)
-    return np.unpackbits(bits, count=h * w).reshape(h, w).view(bool)
-
-
-def pack_mask(mask: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Crop a full mask to ``box`` (xyxy, inclusive; ``[0, 0, 0, 0]`` for an empty mask) and bit-pack it."""
-    return np.packbits(mask[int(box[1]) : int(box[3]) + 1, int(box[0]) : int(box[2]) + 1])
 
 
 def paste(out: np.ndarray, crop: np.ndarray, box: np.ndarray, *, offset: Sequence[int] = (0, 0)) -> None:
@@ -311,14 +308,14 @@ def decode_crop(
     thresholds, pairs = float32_thresholds(thr, offsets)
     orig_h, orig_w = orig_size
     crop_box = [int(v) for v in crop_box]
-    pts, ious, boxes, bits, sizes, counts = [], [], [], [], [], []
+    pts, ious, boxes, runs, sizes, counts = [], [], [], [], [], []
     for points, iou, logit_chunks in _batches(predictor, grid, crop_box, points_per_batch, max_bytes):
         for logits in logit_chunks:
             res = scan_logits(logits, thresholds=thresholds, mask_threshold=thr, backend=backend)
             del logits
             counts.append(res.counts)
             boxes.append(res.boxes)
-            bits.append(res.bits)
+            runs.append(res.runs)
             sizes.append(res.sizes)
         pts.append(np.asarray(points, np.float64))
         ious.append(iou.cpu().numpy())
@@ -332,8 +329,8 @@ def decode_crop(
         iou_preds=np.concatenate(ious) if ious else np.zeros(0, np.float32),
         boxes=box_arr,
         near_crop_edge=near_edge,
-        mask_bits=np.concatenate(bits) if bits else np.zeros(0, np.uint8),
-        mask_offsets=np.concatenate([[0], np.cumsum(size_arr)]).astype(np.int64),
+        mask_runs=np.concatenate(runs) if runs else np.zeros(0, np.uint32),
+        run_offsets=np.concatenate([[0], np.cumsum(size_arr)]).astype(np.int64),
         stability=stability_from_counts(count_arr, pairs),
     )
 

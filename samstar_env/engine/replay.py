@@ -25,7 +25,7 @@ from segment_anything.utils.amg import (
 from torchvision.ops.boxes import batched_nms, box_area
 
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.engine.proposals import CropProposals, RegionResult, pack_mask, paste, unpack_mask
+from samstar_env.engine.proposals import CropProposals, RegionResult, decode_mask, encode_mask, paste
 from samstar_env.params import AmgParams
 
 
@@ -103,7 +103,7 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
 
     Computed on the mask's box with a margin (:func:`small_regions_in_box`) rather than on the whole
     image, so its cost follows the mask, not the micrograph; the full-frame computation remains for
-    masks whose box touches the image border, where the two could differ.
+    the rare boxes where a margin cannot stand for the outside exactly.
     """
     memo = props.regions.get(min_area)
     if memo is not None and i in memo:
@@ -117,9 +117,9 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
         if changed:
             sub = batched_mask_to_box(torch.as_tensor(crop).unsqueeze(0))[0].numpy().astype(np.int64)
             box = sub + np.array([box_img[0], box_img[1], box_img[0], box_img[1]], np.int64)
-            res = RegionResult(changed=True, box=box, bits=pack_mask(crop, sub))
+            res = RegionResult(changed=True, box=box, runs=encode_mask(crop[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
         else:
-            res = RegionResult(changed=False, box=box_img, bits=np.zeros(0, np.uint8))
+            res = RegionResult(changed=False, box=box_img, runs=np.zeros(0, np.uint32))
     else:
         mask = props.full_mask(i, image_shape)
         mask, changed = remove_small_regions(mask, min_area, mode="holes")
@@ -127,7 +127,8 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
         mask, changed = remove_small_regions(mask, min_area, mode="islands")
         unchanged = unchanged and not changed
         box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
-        res = RegionResult(changed=not unchanged, box=box, bits=pack_mask(mask, box) if not unchanged else np.zeros(0, np.uint8))
+        res = RegionResult(changed=not unchanged, box=box,
+                           runs=encode_mask(mask[box[1] : box[3] + 1, box[0] : box[2] + 1]) if not unchanged else np.zeros(0, np.uint32))
     with props.lock:
         props.regions.setdefault(min_area, {})[i] = res
     return res
@@ -138,18 +139,22 @@ def small_regions_in_box(
 ) -> tuple[np.ndarray, bool] | None:
     """``remove_small_regions`` (holes, then islands) of a mask given as its box crop, or ``None``.
 
-    Exactly what the two passes give on the full-size mask, restricted to the box, when
+    The two passes run on the crop with a background margin on each side where the image extends
+    beyond the box (never wider than the image does). That canvas gives exactly the full-frame
+    result, restricted to the box, because
 
-    - the box leaves at least one pixel on every side of the image: then everything outside the box
-      is one connected background region, as the margin drawn here is; and
-    - that outside region has at least ``min_area`` pixels: then it is never a "small hole", and the
-      margin is made wide enough that it is not one in the crop either.
+    - the mask is empty outside its box, so the background outside is what the margins stand for,
+      with the same connectivity: margins exist on the same sides as the outside region, and two
+      adjacent ones meet at a corner exactly when the image has that corner region;
+    - every margin strip has at least ``min_area`` pixels, so each outside background region is
+      "large" both in the canvas and (being larger still) in the image, and is never filled as a
+      hole; holes inside the box and all islands are the same components in both;
+    - the canvas origin sits at even image coordinates, so OpenCV's block-based labelling numbers
+      components in the same order as on the full image (AMG's "every island is small: keep the
+      largest" takes the first on a tie).
 
-    Otherwise (a mask on the image border, or one covering nearly all of it) it returns ``None`` and
-    the caller works on the full frame. Holes are filled and islands removed only inside the box, so
-    the result lies in it. The margin keeps the crop's origin at even image coordinates, so OpenCV's
-    block-based labelling visits components in the same order as on the full image (AMG's
-    "every island is small: keep the largest" rule takes the first on a tie).
+    Where a strip cannot be made wide enough (a box a few pixels from the border of a small image),
+    it returns ``None`` and the caller works on the full frame.
 
     Returns
     -------
@@ -158,13 +163,25 @@ def small_regions_in_box(
     H, W = int(image_shape[0]), int(image_shape[1])
     x0, y0, x1, y1 = (int(v) for v in box)
     h, w = y1 - y0 + 1, x1 - x0 + 1
-    if x0 < 1 or y0 < 1 or x1 > W - 2 or y1 > H - 2 or H * W - h * w < min_area or crop.shape != (h, w):
+    if crop.shape != (h, w) or not crop.any():
         return None
-    pad = 1
-    while (h + 2 * pad) * (w + 2 * pad) - h * w < min_area:
-        pad += 1
-    left, top = pad + (x0 - pad) % 2, pad + (y0 - pad) % 2
-    canvas = np.zeros((top + h + pad, left + w + pad), bool)
+    need_y = -(-int(min_area) // w) if min_area > 0 else 1
+    need_x = -(-int(min_area) // h) if min_area > 0 else 1
+
+    def pad(room: int, need: int, origin: int) -> int:
+        p = min(max(need, 1), room)
+        if (origin - p) % 2 and p < room:
+            p += 1
+        return p
+
+    top, bottom = pad(y0, need_y, y0), min(max(need_y, 1), H - 1 - y1)
+    left, right = pad(x0, need_x, x0), min(max(need_x, 1), W - 1 - x1)
+    if (y0 - top) % 2 or (x0 - left) % 2:
+        return None
+    cw, ch = left + w + right, top + h + bottom
+    if any(0 < p * side < min_area for p, side in ((top, cw), (bottom, cw), (left, ch), (right, ch))):
+        return None
+    canvas = np.zeros((ch, cw), bool)
     canvas[top : top + h, left : left + w] = crop
     canvas, holes = remove_small_regions(canvas, min_area, mode="holes")
     canvas, islands = remove_small_regions(canvas, min_area, mode="islands")
@@ -217,7 +234,7 @@ def assemble(
         props = crops[c]
         r = changed[j] if changed else None
         if r is not None:
-            paste(masks[j], unpack_mask(r.bits, r.box), r.box)
+            paste(masks[j], decode_mask(r.runs, r.box), r.box)
         else:
             paste(masks[j], props.mask_crop(i), props.boxes[i], offset=props.crop_box[:2])
         iou[j] = props.iou_preds[i]

@@ -1,4 +1,4 @@
-"""One pass over full-resolution logits: every threshold count, the binary mask's box and its bits.
+"""One pass over full-resolution logits: every threshold count, the binary mask's box and its runs.
 
 AMG thresholds each batch's upsampled logits several times: ``calculate_stability_score`` compares
 them with ``mask_threshold + offset`` and ``mask_threshold - offset`` and sums each comparison, then
@@ -8,7 +8,8 @@ call may keep what this one drops), which done AMG's way is ``2 * len(offsets) +
 the largest array of the whole run (measured: 4 offsets took 20 s of a 34 s cold call).
 
 :func:`scan_logits` reads each logit once and returns the integer counts ``(x > t).sum()`` for every
-threshold, the xyxy box of ``x > mask_threshold`` and that mask cropped to its box and bit-packed.
+threshold, the xyxy box of ``x > mask_threshold`` and that mask cropped to its box and run-length
+encoded (:func:`samstar_env.engine.proposals.encode_mask`; the box is read once more for that).
 The counts are exact integers, so the stability scores built from them by :func:`stability_from_counts`
 (``int32 / int32`` in torch, as ``calculate_stability_score`` divides) are bit-identical to AMG's.
 Thresholds are compared in float32, as torch compares a float32 tensor with a Python scalar.
@@ -27,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from segment_anything.utils.amg import batched_mask_to_box
+
+from samstar_env.engine.rle import encode_mask
 
 try:  # numba is a dependency; the torch path keeps the engine exact without it (e.g. a new Python).
     import numba
@@ -48,22 +51,22 @@ class ScanResult:
         ``(logits[m] > thresholds[k]).sum()``.
     boxes : ndarray of int64, shape (M, 4)
         ``batched_mask_to_box(logits > mask_threshold)`` (xyxy, inclusive; zeros for an empty mask).
-    bits : ndarray of uint8
-        The binary masks, each cropped to its box and ``np.packbits``-ed (row-major, big bit order),
-        concatenated.
+    runs : ndarray of uint32
+        The binary masks, each cropped to its box and run-length encoded (row-major, alternating,
+        starting with a run of False), concatenated.
     sizes : ndarray of int64, shape (M,)
-        Bytes of each mask in ``bits``.
+        Runs of each mask in ``runs``.
     """
 
     counts: np.ndarray
     boxes: np.ndarray
-    bits: np.ndarray
+    runs: np.ndarray
     sizes: np.ndarray
 
-    def mask_bits(self, i: int) -> np.ndarray:
-        """The packed bits of mask ``i``."""
+    def mask_runs(self, i: int) -> np.ndarray:
+        """The runs of mask ``i``."""
         start = int(self.sizes[:i].sum())
-        return self.bits[start : start + int(self.sizes[i])]
+        return self.runs[start : start + int(self.sizes[i])]
 
 
 def float32_thresholds(mask_threshold: float, offsets: Sequence[float]) -> tuple[np.ndarray, dict[float, tuple[int, int]]]:
@@ -134,17 +137,17 @@ def scan_logits(
     thr = np.asarray(thresholds, dtype=np.float32)
     bin_col = int(np.flatnonzero(thr == np.float32(mask_threshold))[0])
     if logits.shape[0] == 0:
-        return ScanResult(np.zeros((0, len(thr)), np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.uint8), np.zeros(0, np.int64))
+        return ScanResult(np.zeros((0, len(thr)), np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.uint32), np.zeros(0, np.int64))
     if backend == "numba":
         x = logits.detach().contiguous().numpy()
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         counts, boxes = _scan_kernel(x, thr, bin_col)
-        sizes = (((boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1) + 7) // 8).astype(np.int64)
+        sizes = _run_counts(x, thr[bin_col], boxes)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        flat = np.zeros(int(offsets[-1]), np.uint8)
-        _pack_kernel(x, thr[bin_col], boxes, offsets, flat)
-        return ScanResult(counts, boxes, flat, sizes)
+        runs = np.zeros(int(offsets[-1]), np.uint32)
+        _run_fill(x, thr[bin_col], boxes, offsets, runs)
+        return ScanResult(counts, boxes, runs, sizes)
     if backend != "torch":
         raise ValueError(f"scan_logits: backend must be 'numba' or 'torch', got {backend!r}")
     # AMG's own reductions, one comparison per threshold (int16 row sums then int32, as
@@ -156,8 +159,8 @@ def scan_logits(
     boxes_t = batched_mask_to_box(binary)
     boxes = boxes_t.cpu().numpy().astype(np.int64, copy=False)
     binary_np = binary.cpu().numpy()
-    bits = [np.packbits(m[int(b[1]) : int(b[3]) + 1, int(b[0]) : int(b[2]) + 1]) for m, b in zip(binary_np, boxes, strict=True)]
-    return ScanResult(counts, boxes, np.concatenate(bits), np.array([len(b) for b in bits], np.int64))
+    runs = [encode_mask(m[int(b[1]) : int(b[3]) + 1, int(b[0]) : int(b[2]) + 1]) for m, b in zip(binary_np, boxes, strict=True)]
+    return ScanResult(counts, boxes, np.concatenate(runs), np.array([len(r) for r in runs], np.int64))
 
 
 if numba is not None:
@@ -210,24 +213,41 @@ if numba is not None:
         return counts, boxes
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _pack_kernel(x, tb, boxes, offsets, out):  # pragma: no cover - compiled
-        # np.packbits of the box crop: row-major, most significant bit first, zero-padded at the end.
+    def _run_counts(x, tb, boxes):  # pragma: no cover - compiled
+        # Runs of encode_mask's layout: the first (False) run always exists, then one per change.
+        out = np.zeros(boxes.shape[0], np.int64)
         for i in prange(boxes.shape[0]):
             x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
-            bw = x1 - x0 + 1
-            base = offsets[i]
-            acc = 0
-            n = 0
+            k = 1
+            prev = False
             for r in range(y0, y1 + 1):
                 row = x[i, r]
-                for q in range(x0, x0 + bw):
-                    acc = (acc << 1) | (row[q] > tb)
-                    n += 1
-                    if n & 7 == 0:
-                        out[base + (n >> 3) - 1] = acc
-                        acc = 0
-            if n & 7:
-                out[base + (n >> 3)] = acc << (8 - (n & 7))
+                for q in range(x0, x1 + 1):
+                    v = row[q] > tb
+                    if v != prev:
+                        k += 1
+                        prev = v
+            out[i] = k
+        return out
+
+    @njit(parallel=True, cache=True, nogil=True)
+    def _run_fill(x, tb, boxes, offsets, out):  # pragma: no cover - compiled
+        for i in prange(boxes.shape[0]):
+            x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+            j = offsets[i]
+            run = 0
+            prev = False
+            for r in range(y0, y1 + 1):
+                row = x[i, r]
+                for q in range(x0, x1 + 1):
+                    v = row[q] > tb
+                    if v != prev:
+                        out[j] = run
+                        j += 1
+                        run = 0
+                        prev = v
+                    run += 1
+            out[j] = run
 
 else:  # pragma: no cover
-    _scan_kernel = _pack_kernel = None
+    _scan_kernel = _run_counts = _run_fill = None

@@ -1,0 +1,100 @@
+"""Benchmark: `samstar cache warm` per registered env id, then the cost of random env steps.
+
+Run ``python benchmarks/bench_env.py`` (about 10 minutes per task on 2 CPU cores with
+samstar-tiny) or ``--tasks perovskite --steps 20``. For each task it
+
+1. warms the env's default space (``samstar cache warm TASK``: every crop and point grid of
+   ``ParamSpace.env_default()`` on the tune image) and prints the estimate and the time it took;
+2. makes the README's environment (``gym.make("samstar/<Task>-v2")``) in a fresh engine reading that
+   cache, and times ``env.step(env.action_space.sample())`` for random actions: first, median, max;
+3. runs Gymnasium's ``check_env`` on the scalarized env and times it.
+
+The cache folder is ``SAMSTAR_CACHE`` (default: the user cache folder) or ``--cache-dir``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import dataclass, fields
+
+
+@dataclass(frozen=True)
+class Args:
+    tasks: tuple[str, ...] = ("perovskite", "ito", "auco")
+    """registered tasks to measure"""
+    steps: int = 50
+    """random steps per task after warming"""
+    seed: int = 0
+    """seed of the env and its action space"""
+    cache_dir: str = ""
+    """cache folder (default: SAMSTAR_CACHE or the user cache folder)"""
+    threads: int = 2
+    """torch CPU threads"""
+
+
+def parse_args() -> Args:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    for f in fields(Args):
+        flag = f"--{f.name.replace('_', '-')}"
+        if isinstance(f.default, tuple):
+            parser.add_argument(flag, nargs="+", default=list(f.default), help=f.__doc__)
+        else:
+            parser.add_argument(flag, type=type(f.default), default=f.default, help=f.__doc__)
+    ns = vars(parser.parse_args())
+    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()})
+
+
+def main() -> int:
+    args = parse_args()
+    if args.cache_dir:
+        os.environ["SAMSTAR_CACHE"] = args.cache_dir
+    import gymnasium as gym
+    import numpy as np
+    import torch
+    from gymnasium.utils.env_checker import check_env
+
+    torch.set_num_threads(args.threads)
+    import samstar_env  # noqa: F401  (registers the ids)
+    from samstar_env.cache import _task_arg, warm
+    from samstar_env.engine import default_cache_dir
+    from samstar_env.problem import _ENGINES
+    from samstar_env.wrappers import ScalarizeReward
+
+    ids = {"perovskite": "samstar/Perovskite-v2", "ito": "samstar/ITO-v2", "auco": "samstar/AuCo-v2"}
+    print(f"cache: {default_cache_dir()}; torch {torch.__version__}, {args.threads} threads")
+    rows = []
+    for task_name in args.tasks:
+        task = _task_arg(task_name, images=None, size=512, model=None)
+        t0 = time.perf_counter()
+        report = warm(task, progress=False)
+        warm_s = time.perf_counter() - t0
+        _ENGINES.clear()  # the env below starts from the disk cache, as a new process would
+        env = gym.make(ids[task_name])
+        env.reset(seed=args.seed)
+        env.action_space.seed(args.seed)
+        times = []
+        for _ in range(args.steps):
+            t0 = time.perf_counter()
+            _, _, terminated, truncated, info = env.step(env.action_space.sample())
+            times.append(time.perf_counter() - t0)
+            if terminated or truncated:
+                env.reset()
+        decodes = env.unwrapped.problem.engine.stats.proposal_misses
+        t0 = time.perf_counter()
+        check_env(ScalarizeReward(gym.make(ids[task_name])), skip_render_check=True)
+        check_s = time.perf_counter() - t0
+        t = np.array(times)
+        rows.append((task_name, report, warm_s, t, decodes, check_s))
+        print(f"{ids[task_name]}: warm {report.decoded} decodes ({report.already_cached} already cached) in {warm_s:.0f} s; "
+              f"{args.steps} random steps: first {t[0]:.2f} s, median {np.median(t):.3f} s, max {t.max():.2f} s, "
+              f"decodes during the steps {decodes}; check_env {check_s:.1f} s", flush=True)
+    worst = max(r[3].max() for r in rows)
+    print(f"\nslowest step after warming: {worst:.2f} s (goal <= 1 s); slowest warm: {max(r[2] for r in rows) / 60:.1f} min "
+          "(goal <= 10 min)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
