@@ -74,11 +74,14 @@ def main() -> int:
         env = gym.make(ids[task_name])
         env.reset(seed=args.seed)
         env.action_space.seed(args.seed)
-        times = []
+        times, slowest = [], None
         for _ in range(args.steps):
             t0 = time.perf_counter()
             _, _, terminated, truncated, info = env.step(env.action_space.sample())
             times.append(time.perf_counter() - t0)
+            if slowest is None or times[-1] > slowest[0]:
+                engine_s = sum(v for k, v in info["cost"].engine.items() if k.startswith("seconds."))
+                slowest = (times[-1], info["params"], info["n_masks"], engine_s)
             if terminated or truncated:
                 env.reset()
         decodes = env.unwrapped.problem.engine.stats.proposal_misses
@@ -90,6 +93,11 @@ def main() -> int:
         print(f"{ids[task_name]}: warm {report.decoded} decodes ({report.already_cached} already cached) in {warm_s:.0f} s; "
               f"{args.steps} random steps: first {t[0]:.2f} s, median {np.median(t):.3f} s, max {t.max():.2f} s, "
               f"decodes during the steps {decodes}; check_env {check_s:.1f} s", flush=True)
+        _, p, n, engine_s = slowest
+        print(f"  slowest step: {n} masks (points_per_side {p.points_per_side}, crop_n_layers {p.crop_n_layers}, "
+              f"pred_iou {p.pred_iou_thresh:.2f}, stability {p.stability_score_thresh:.2f}, min_mask_region_area "
+              f"{p.min_mask_region_area}); engine {engine_s:.2f} s, the rest (rewards, observation) "
+              f"{slowest[0] - engine_s:.2f} s", flush=True)
     worst = max(r[3].max() for r in rows)
     print(f"\nslowest step after warming: {worst:.2f} s (goal <= 1 s); slowest warm: {max(r[2] for r in rows) / 60:.1f} min "
           "(goal <= 10 min)")
