@@ -116,10 +116,11 @@ def resolve_params(params: AmgParams | str | Path | Mapping[str, Any] | None) ->
 class DirectAmg:
     """``SamAutomaticMaskGenerator`` itself, one call per image, returned as a :class:`MaskSet`.
 
-    The segmenter of ``segment`` and ``stream``: every image is new there, so the cache of
-    :class:`~samstar_env.engine.MaskEngine` cannot help, and on a cache miss the engine costs more
-    than AMG (measured 2.5x at 512 x 512, points_per_side 16, on 2 CPU cores: it keeps full-size masks
-    and the stability of every offset of the search grid for later replays). Exact by construction.
+    The reference segmenter (tests and benchmarks compare with it). ``segment`` and ``stream`` use a
+    :class:`~samstar_env.engine.MaskEngine` instead (:func:`resolve_engine`): its cold path is faster
+    than AMG (0.7-0.85x on 2 CPU cores, ``benchmarks/bench_engine.py``) and its memory is bounded
+    by a sub-batch of logits rather than by a point batch of full-size logits, which is what a
+    4k camera frame needs; it gives the same masks.
 
     Parameters
     ----------
@@ -158,25 +159,32 @@ def maskset_from_records(records: Sequence[Mapping[str, Any]], image_shape: tupl
 
 
 _MODELS: dict[tuple[str, str], Any] = {}
+# Room for the proposals of a few recent 512² frames (a stream's re-tuning burst replays them).
+FRAME_CACHE_BYTES = 512 << 20
 
 
 def resolve_engine(model: Any, *, device: str = "auto") -> Any:
     """The segmenter for a name, a checkpoint path, a ``Sam`` or an engine.
 
     A ``MaskEngine`` (or anything with its ``generate(image, params)``) is used as given; a ``Sam``, a
-    name or a path gets a :class:`DirectAmg` (names and paths are loaded once per process).
+    name or a path gets a new :class:`~samstar_env.engine.MaskEngine` without a disk cache (every
+    frame is new; writing each one's proposals to disk would only fill it) and a small memory bound
+    that still holds a few recent frames for a stream's re-tuning bursts. Names and paths are loaded
+    once per process.
     """
+    from samstar_env.engine import MaskEngine
+
     if hasattr(model, "generate") and not hasattr(model, "image_encoder"):
         return model
     if hasattr(model, "image_encoder") and hasattr(model, "mask_decoder"):
-        return DirectAmg(model)
+        return MaskEngine(model, cache_bytes=FRAME_CACHE_BYTES)
     if isinstance(model, (str, Path)):
         from samstar_env.models import load_sam
 
         key = (str(model), device)
         if key not in _MODELS:
             _MODELS[key] = load_sam(model, device=device)
-        return DirectAmg(_MODELS[key])
+        return MaskEngine(_MODELS[key], cache_bytes=FRAME_CACHE_BYTES)
     raise TypeError(f"model must be a registered name, a checkpoint path, a SAM model or a MaskEngine, got {type(model).__name__}")
 
 

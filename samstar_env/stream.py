@@ -27,8 +27,9 @@ CSV; overlay PNGs with ``--overlay``).
 
 Speed
 -----
-Each frame costs one ``SamAutomaticMaskGenerator`` call at the given parameters
-(:class:`~samstar_env.segmentation.DirectAmg`), plus reading the file, the particle table and writing the
+Each frame costs one cold decode at the given parameters (a
+:class:`~samstar_env.engine.MaskEngine`, faster than a ``SamAutomaticMaskGenerator`` call and
+bounded in memory; :func:`~samstar_env.segmentation.resolve_engine`), plus reading the file, the particle table and writing the
 label TIFF and CSV (milliseconds; ``read_s``, ``measure_s``, ``write_s`` in the log). The drift
 monitor's rewards are extra, logged as ``rewards_s`` and excluded from ``latency_s``; overlays are
 off unless ``--overlay``. ``benchmarks/bench_stream.py`` measures frames per second and the ratio to a
@@ -584,8 +585,8 @@ def run_stream(
     if retune and monitor is not None:
         from samstar_env.engine import MaskEngine
 
-        # Frames go through plain AMG (no cache can help a new frame); a burst re-scores the same
-        # recent frames many times, which is what the engine's cache is for.
+        # A burst re-scores the recent frames many times: the frame engine's cache still holds
+        # their proposals, so the burst is replays (a user's own segmenter gets an engine here).
         tune_engine = engine if isinstance(engine, MaskEngine) else MaskEngine(engine.model)
         retuner = Retuner(tune_engine, monitor, n_evals=retune_evals)
     recent: deque[Micrograph] = deque(maxlen=max(1, retune_frames))

@@ -102,7 +102,7 @@ def test_missing_params_file_is_a_clear_error(tmp_path, images, checkpoint, caps
 
 
 def test_direct_amg_equals_engine(random_sam, rng):
-    # segment/stream use plain AMG per new image; it must give the engine's (= AMG's) masks.
+    # segment/stream use a MaskEngine per new image; it must give plain AMG's masks.
     from samstar_env.engine import MaskEngine
     from samstar_env.segmentation import DirectAmg, resolve_engine
 
@@ -112,4 +112,6 @@ def test_direct_amg_equals_engine(random_sam, rng):
     assert len(a) == len(b) > 0
     np.testing.assert_array_equal(a.masks, b.masks)
     np.testing.assert_allclose(a.predicted_iou, b.predicted_iou, atol=1e-6)
-    assert isinstance(resolve_engine(random_sam), DirectAmg)
+    seg = resolve_engine(random_sam)
+    assert isinstance(seg, MaskEngine) and seg.disk is None
+    np.testing.assert_array_equal(seg.generate(img, PARAMS).masks, a.masks)
