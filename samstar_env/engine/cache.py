@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 # Bump when the meaning or layout of anything stored on disk changes: old files then read as stale.
-DISK_FORMAT_VERSION = 2
+DISK_FORMAT_VERSION = 3
 _MAGIC = b"SAMSTARC"
 
 
@@ -140,7 +140,8 @@ class DiskCache:
     once, checks the sha256 and returns read-only views of it (no copy: an ``.npz`` payload cost a
     second copy and zipfile's own CRC pass, 0.23 s for a 140 MB entry). Writes go to a temporary
     file in the same folder followed by :func:`os.replace`, so readers in other processes never see
-    a partial file. Version 1 files (``.npz`` payloads) read as stale and are recomputed.
+    a partial file. Files of another format version (1: ``.npz`` payloads; 2: run lengths only) read
+    as stale and are recomputed.
 
     Parameters
     ----------

@@ -5,8 +5,9 @@ SamAutomaticMaskGenerator does). :func:`decode_crop` runs the prompt encoder and
 point grid, in exactly AMG's point batches (matrix products can round differently with another
 batch size), and reduces each proposal to what every later AMG stage needs:
 
-- the mask thresholded at ``model.mask_threshold``, cropped to its box and run-length encoded
-  (full-size float logits of thousands of proposals would take gigabytes);
+- the mask thresholded at ``model.mask_threshold``, cropped to its box and stored as run lengths or
+  packed bits, whichever is smaller (full-size float logits of thousands of proposals would take
+  gigabytes);
 - its box (``batched_mask_to_box``, crop frame), the crop-edge flag (``is_box_near_crop_edge``),
   the predicted IoU and the prompt point;
 - its stability score (``calculate_stability_score``'s numbers) for each offset of a known grid,
@@ -101,13 +102,17 @@ class RegionResult:
         Whether either pass changed the mask (AMG's NMS prefers unchanged masks).
     box : ndarray of int64, shape (4,)
         ``batched_mask_to_box`` of the new mask (image frame, xyxy).
-    runs : ndarray of uint32
-        The new mask cropped to ``box``, run-length encoded (:func:`encode_mask`; empty when unchanged).
+    data : ndarray of uint8
+        The new mask cropped to ``box``, stored by :func:`~samstar_env.engine.rle.encode_mask`
+        (empty when unchanged).
+    is_runs : bool
+        Whether ``data`` holds run lengths (else packed bits).
     """
 
     changed: bool
     box: np.ndarray
-    runs: np.ndarray
+    data: np.ndarray
+    is_runs: bool = False
 
 
 @dataclass(eq=False)
@@ -126,10 +131,13 @@ class CropProposals:
         Box of the thresholded mask, crop frame, xyxy.
     near_crop_edge : ndarray of bool, shape (M,)
         ``is_box_near_crop_edge`` (AMG drops these).
-    mask_runs : ndarray of uint32
-        Concatenated run-length encoded masks, each cropped to its box (:func:`encode_mask`).
-    run_offsets : ndarray of int64, shape (M + 1,)
-        Start of each mask in ``mask_runs``.
+    mask_data : ndarray of uint8
+        The masks, each cropped to its box and stored as run lengths or packed bits, whichever is
+        smaller (:mod:`samstar_env.engine.rle`), concatenated.
+    mask_offsets : ndarray of int64, shape (M + 1,)
+        Start of each mask in ``mask_data`` (multiples of 4).
+    mask_is_runs : ndarray of bool, shape (M,)
+        Whether each mask is stored as run lengths.
     stability : dict of float -> ndarray of float32, shape (M,)
         Stability score per offset.
     regions : dict
@@ -141,8 +149,9 @@ class CropProposals:
     iou_preds: np.ndarray
     boxes: np.ndarray
     near_crop_edge: np.ndarray
-    mask_runs: np.ndarray
-    run_offsets: np.ndarray
+    mask_data: np.ndarray
+    mask_offsets: np.ndarray
+    mask_is_runs: np.ndarray
     stability: dict[float, np.ndarray]
     regions: dict[int, dict[int, RegionResult]] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -153,14 +162,15 @@ class CropProposals:
     @property
     def nbytes(self) -> int:
         """Memory held (arrays and the region memo)."""
-        n = sum(a.nbytes for a in (self.points, self.iou_preds, self.boxes, self.near_crop_edge, self.mask_runs, self.run_offsets))
+        n = sum(a.nbytes for a in (self.points, self.iou_preds, self.boxes, self.near_crop_edge, self.mask_data, self.mask_offsets,
+                                     self.mask_is_runs))
         n += sum(s.nbytes for s in self.stability.values())
-        n += sum(r.box.nbytes + r.runs.nbytes + 64 for memo in self.regions.values() for r in memo.values())
+        n += sum(r.box.nbytes + r.data.nbytes + 64 for memo in self.regions.values() for r in memo.values())
         return int(n)
 
     def mask_crop(self, i: int) -> np.ndarray:
         """Mask ``i`` cropped to its box (bool, shape (y1 - y0 + 1, x1 - x0 + 1))."""
-        return decode_mask(self.mask_runs[self.run_offsets[i] : self.run_offsets[i + 1]], self.boxes[i])
+        return decode_mask(self.mask_data[self.mask_offsets[i] : self.mask_offsets[i + 1]], self.boxes[i], bool(self.mask_is_runs[i]))
 
     def full_mask(self, i: int, image_shape: tuple[int, int]) -> np.ndarray:
         """Mask ``i`` in the image frame (what AMG's ``uncrop_masks`` + RLE round trip yields)."""
@@ -182,8 +192,9 @@ class CropProposals:
             "iou_preds": self.iou_preds,
             "boxes": self.boxes,
             "near_crop_edge": self.near_crop_edge,
-            "mask_runs": self.mask_runs,
-            "run_offsets": self.run_offsets,
+            "mask_data": self.mask_data,
+            "mask_offsets": self.mask_offsets,
+            "mask_is_runs": self.mask_is_runs,
             "stability_offsets": np.asarray(offs, np.float64),
             "stability": np.stack([self.stability[o] for o in offs]) if offs else np.zeros((0, len(self)), np.float32),
         }
@@ -192,8 +203,8 @@ class CropProposals:
     def from_arrays(cls, a: dict[str, np.ndarray]) -> CropProposals:
         """Inverse of :meth:`to_arrays`.
 
-        The per-proposal scalars are copied (torch wants writable arrays); the runs, nearly all of
-        the bytes, stay views of what the disk cache read.
+        The per-proposal scalars are copied (torch wants writable arrays); the mask bytes, nearly
+        all of it, stay views of what the disk cache read.
         """
         return cls(
             crop_box=tuple(int(v) for v in a["crop_box"]),
@@ -201,8 +212,9 @@ class CropProposals:
             iou_preds=np.array(a["iou_preds"]),
             boxes=np.array(a["boxes"]),
             near_crop_edge=np.array(a["near_crop_edge"]),
-            mask_runs=a["mask_runs"],
-            run_offsets=np.array(a["run_offsets"]),
+            mask_data=a["mask_data"],
+            mask_offsets=np.array(a["mask_offsets"]),
+            mask_is_runs=np.array(a["mask_is_runs"]),
             stability={float(o): np.array(a["stability"][k]) for k, o in enumerate(a["stability_offsets"])},
         )
 
@@ -308,15 +320,16 @@ def decode_crop(
     thresholds, pairs = float32_thresholds(thr, offsets)
     orig_h, orig_w = orig_size
     crop_box = [int(v) for v in crop_box]
-    pts, ious, boxes, runs, sizes, counts = [], [], [], [], [], []
+    pts, ious, boxes, data, sizes, is_runs, counts = [], [], [], [], [], [], []
     for points, iou, logit_chunks in _batches(predictor, grid, crop_box, points_per_batch, max_bytes):
         for logits in logit_chunks:
             res = scan_logits(logits, thresholds=thresholds, mask_threshold=thr, backend=backend)
             del logits
             counts.append(res.counts)
             boxes.append(res.boxes)
-            runs.append(res.runs)
+            data.append(res.data)
             sizes.append(res.sizes)
+            is_runs.append(res.is_runs)
         pts.append(np.asarray(points, np.float64))
         ious.append(iou.cpu().numpy())
     box_arr = np.concatenate(boxes) if boxes else np.zeros((0, 4), np.int64)
@@ -329,8 +342,9 @@ def decode_crop(
         iou_preds=np.concatenate(ious) if ious else np.zeros(0, np.float32),
         boxes=box_arr,
         near_crop_edge=near_edge,
-        mask_runs=np.concatenate(runs) if runs else np.zeros(0, np.uint32),
-        run_offsets=np.concatenate([[0], np.cumsum(size_arr)]).astype(np.int64),
+        mask_data=np.concatenate(data) if data else np.zeros(0, np.uint8),
+        mask_offsets=np.concatenate([[0], np.cumsum(size_arr)]).astype(np.int64),
+        mask_is_runs=np.concatenate(is_runs) if is_runs else np.zeros(0, bool),
         stability=stability_from_counts(count_arr, pairs),
     )
 

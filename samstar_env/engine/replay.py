@@ -117,9 +117,9 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
         if changed:
             sub = batched_mask_to_box(torch.as_tensor(crop).unsqueeze(0))[0].numpy().astype(np.int64)
             box = sub + np.array([box_img[0], box_img[1], box_img[0], box_img[1]], np.int64)
-            res = RegionResult(changed=True, box=box, runs=encode_mask(crop[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
+            res = RegionResult(True, box, *encode_mask(crop[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
         else:
-            res = RegionResult(changed=False, box=box_img, runs=np.zeros(0, np.uint32))
+            res = RegionResult(changed=False, box=box_img, data=np.zeros(0, np.uint8))
     else:
         mask = props.full_mask(i, image_shape)
         mask, changed = remove_small_regions(mask, min_area, mode="holes")
@@ -127,8 +127,10 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
         mask, changed = remove_small_regions(mask, min_area, mode="islands")
         unchanged = unchanged and not changed
         box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
-        res = RegionResult(changed=not unchanged, box=box,
-                           runs=encode_mask(mask[box[1] : box[3] + 1, box[0] : box[2] + 1]) if not unchanged else np.zeros(0, np.uint32))
+        if unchanged:
+            res = RegionResult(changed=False, box=box, data=np.zeros(0, np.uint8))
+        else:
+            res = RegionResult(True, box, *encode_mask(mask[box[1] : box[3] + 1, box[0] : box[2] + 1]))
     with props.lock:
         props.regions.setdefault(min_area, {})[i] = res
     return res
@@ -234,7 +236,7 @@ def assemble(
         props = crops[c]
         r = changed[j] if changed else None
         if r is not None:
-            paste(masks[j], decode_mask(r.runs, r.box), r.box)
+            paste(masks[j], decode_mask(r.data, r.box, r.is_runs), r.box)
         else:
             paste(masks[j], props.mask_crop(i), props.boxes[i], offset=props.crop_box[:2])
         iou[j] = props.iou_preds[i]

@@ -8,8 +8,9 @@ call may keep what this one drops), which done AMG's way is ``2 * len(offsets) +
 the largest array of the whole run (measured: 4 offsets took 20 s of a 34 s cold call).
 
 :func:`scan_logits` reads each logit once and returns the integer counts ``(x > t).sum()`` for every
-threshold, the xyxy box of ``x > mask_threshold`` and that mask cropped to its box and run-length
-encoded (:func:`samstar_env.engine.proposals.encode_mask`; the box is read once more for that).
+threshold, the xyxy box of ``x > mask_threshold`` and that mask cropped to its box in the stored
+form (:mod:`samstar_env.engine.rle`: run lengths or packed bits, whichever is smaller; the box is
+read again for that, once to count runs and once to write).
 The counts are exact integers, so the stability scores built from them by :func:`stability_from_counts`
 (``int32 / int32`` in torch, as ``calculate_stability_score`` divides) are bit-identical to AMG's.
 Thresholds are compared in float32, as torch compares a float32 tensor with a Python scalar.
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from segment_anything.utils.amg import batched_mask_to_box
 
-from samstar_env.engine.rle import encode_mask
+from samstar_env.engine.rle import encode_mask, packed_size
 
 try:  # numba is a dependency; the torch path keeps the engine exact without it (e.g. a new Python).
     import numba
@@ -51,22 +52,25 @@ class ScanResult:
         ``(logits[m] > thresholds[k]).sum()``.
     boxes : ndarray of int64, shape (M, 4)
         ``batched_mask_to_box(logits > mask_threshold)`` (xyxy, inclusive; zeros for an empty mask).
-    runs : ndarray of uint32
-        The binary masks, each cropped to its box and run-length encoded (row-major, alternating,
-        starting with a run of False), concatenated.
+    data : ndarray of uint8
+        The binary masks, each cropped to its box and stored as :func:`~samstar_env.engine.rle.encode_mask`
+        stores it, concatenated.
     sizes : ndarray of int64, shape (M,)
-        Runs of each mask in ``runs``.
+        Bytes of each mask in ``data`` (multiples of 4).
+    is_runs : ndarray of bool, shape (M,)
+        Whether each mask is stored as run lengths (else packed bits).
     """
 
     counts: np.ndarray
     boxes: np.ndarray
-    runs: np.ndarray
+    data: np.ndarray
     sizes: np.ndarray
+    is_runs: np.ndarray
 
-    def mask_runs(self, i: int) -> np.ndarray:
-        """The runs of mask ``i``."""
+    def mask_data(self, i: int) -> np.ndarray:
+        """The stored bytes of mask ``i``."""
         start = int(self.sizes[:i].sum())
-        return self.runs[start : start + int(self.sizes[i])]
+        return self.data[start : start + int(self.sizes[i])]
 
 
 def float32_thresholds(mask_threshold: float, offsets: Sequence[float]) -> tuple[np.ndarray, dict[float, tuple[int, int]]]:
@@ -137,17 +141,21 @@ def scan_logits(
     thr = np.asarray(thresholds, dtype=np.float32)
     bin_col = int(np.flatnonzero(thr == np.float32(mask_threshold))[0])
     if logits.shape[0] == 0:
-        return ScanResult(np.zeros((0, len(thr)), np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.uint32), np.zeros(0, np.int64))
+        return ScanResult(np.zeros((0, len(thr)), np.int64), np.zeros((0, 4), np.int64), np.zeros(0, np.uint8),
+                          np.zeros(0, np.int64), np.zeros(0, bool))
     if backend == "numba":
         x = logits.detach().contiguous().numpy()
         if x.dtype != np.float32:
             x = x.astype(np.float32)
         counts, boxes = _scan_kernel(x, thr, bin_col)
-        sizes = _run_counts(x, thr[bin_col], boxes)
+        n_runs = _run_counts(x, thr[bin_col], boxes)
+        area = (boxes[:, 2] - boxes[:, 0] + 1) * (boxes[:, 3] - boxes[:, 1] + 1)
+        sizes, is_runs = packed_size(n_runs, area)
         offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        runs = np.zeros(int(offsets[-1]), np.uint32)
-        _run_fill(x, thr[bin_col], boxes, offsets, runs)
-        return ScanResult(counts, boxes, runs, sizes)
+        data = np.zeros(int(offsets[-1]), np.uint8)
+        _run_fill(x, thr[bin_col], boxes, offsets // 4, data.view(np.uint32), is_runs)
+        _pack_kernel(x, thr[bin_col], boxes, offsets, data, is_runs)
+        return ScanResult(counts, boxes, data, sizes, is_runs)
     if backend != "torch":
         raise ValueError(f"scan_logits: backend must be 'numba' or 'torch', got {backend!r}")
     # AMG's own reductions, one comparison per threshold (int16 row sums then int32, as
@@ -159,8 +167,9 @@ def scan_logits(
     boxes_t = batched_mask_to_box(binary)
     boxes = boxes_t.cpu().numpy().astype(np.int64, copy=False)
     binary_np = binary.cpu().numpy()
-    runs = [encode_mask(m[int(b[1]) : int(b[3]) + 1, int(b[0]) : int(b[2]) + 1]) for m, b in zip(binary_np, boxes, strict=True)]
-    return ScanResult(counts, boxes, np.concatenate(runs), np.array([len(r) for r in runs], np.int64))
+    enc = [encode_mask(m[int(b[1]) : int(b[3]) + 1, int(b[0]) : int(b[2]) + 1]) for m, b in zip(binary_np, boxes, strict=True)]
+    return ScanResult(counts, boxes, np.concatenate([d for d, _ in enc]), np.array([len(d) for d, _ in enc], np.int64),
+                      np.array([r for _, r in enc], bool))
 
 
 if numba is not None:
@@ -214,7 +223,8 @@ if numba is not None:
 
     @njit(parallel=True, cache=True, nogil=True)
     def _run_counts(x, tb, boxes):  # pragma: no cover - compiled
-        # Runs of encode_mask's layout: the first (False) run always exists, then one per change.
+        # Runs of rle.mask_runs' layout: 1 + the value changes along the row-major crop, counting
+        # one before the first pixel when it is True. Branch-free, so the inner loop vectorizes.
         out = np.zeros(boxes.shape[0], np.int64)
         for i in prange(boxes.shape[0]):
             x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
@@ -222,17 +232,20 @@ if numba is not None:
             prev = False
             for r in range(y0, y1 + 1):
                 row = x[i, r]
-                for q in range(x0, x1 + 1):
-                    v = row[q] > tb
-                    if v != prev:
-                        k += 1
-                        prev = v
+                k += (row[x0] > tb) != prev
+                s = 0
+                for q in range(x0 + 1, x1 + 1):
+                    s += (row[q] > tb) != (row[q - 1] > tb)
+                k += s
+                prev = row[x1] > tb
             out[i] = k
         return out
 
     @njit(parallel=True, cache=True, nogil=True)
-    def _run_fill(x, tb, boxes, offsets, out):  # pragma: no cover - compiled
+    def _run_fill(x, tb, boxes, offsets, out, is_runs):  # pragma: no cover - compiled
         for i in prange(boxes.shape[0]):
+            if not is_runs[i]:
+                continue
             x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
             j = offsets[i]
             run = 0
@@ -249,5 +262,26 @@ if numba is not None:
                     run += 1
             out[j] = run
 
+    @njit(parallel=True, cache=True, nogil=True)
+    def _pack_kernel(x, tb, boxes, offsets, out, is_runs):  # pragma: no cover - compiled
+        # np.packbits of the box crop: row-major, most significant bit first, zero-padded at the end.
+        for i in prange(boxes.shape[0]):
+            if is_runs[i]:
+                continue
+            x0, y0, x1, y1 = boxes[i, 0], boxes[i, 1], boxes[i, 2], boxes[i, 3]
+            base = offsets[i]
+            acc = 0
+            n = 0
+            for r in range(y0, y1 + 1):
+                row = x[i, r]
+                for q in range(x0, x1 + 1):
+                    acc = (acc << 1) | (row[q] > tb)
+                    n += 1
+                    if n & 7 == 0:
+                        out[base + (n >> 3) - 1] = acc
+                        acc = 0
+            if n & 7:
+                out[base + (n >> 3)] = acc << (8 - (n & 7))
+
 else:  # pragma: no cover
-    _scan_kernel = _run_counts = _run_fill = None
+    _scan_kernel = _run_counts = _run_fill = _pack_kernel = None

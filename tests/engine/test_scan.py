@@ -20,7 +20,7 @@ import samstar_env.engine.proposals as proposals_mod
 from samstar_env.engine import MaskEngine
 from samstar_env.engine.proposals import CropProposals, subbatch_points
 from samstar_env.engine.replay import region_result, small_regions_in_box
-from samstar_env.engine.rle import decode_mask, encode_mask
+from samstar_env.engine.rle import decode_mask, encode_mask, mask_runs
 from samstar_env.engine.scan import float32_thresholds, numba, scan_logits, stability_from_counts
 from samstar_env.params import AmgParams
 
@@ -54,8 +54,9 @@ def test_stability_counts_boxes_and_bits_match_segment_anything(backend, shape, 
     assert np.array_equal(res.boxes, boxes)
     for i, (m, b) in enumerate(zip(binary.numpy(), boxes, strict=True)):
         crop = m[b[1] : b[3] + 1, b[0] : b[2] + 1]
-        assert np.array_equal(res.mask_runs(i), encode_mask(crop)), f"mask {i}"
-        assert np.array_equal(decode_mask(res.mask_runs(i), b), crop), f"mask {i}"
+        data, is_runs = encode_mask(crop)
+        assert np.array_equal(res.mask_data(i), data) and res.is_runs[i] == is_runs, f"mask {i}"
+        assert np.array_equal(decode_mask(res.mask_data(i), b, bool(res.is_runs[i])), crop), f"mask {i}"
 
 
 def test_backends_agree_and_a_nonzero_mask_threshold_is_honoured():
@@ -63,7 +64,7 @@ def test_backends_agree_and_a_nonzero_mask_threshold_is_honoured():
     thr, pairs = float32_thresholds(0.25, (0.5, 1.0))
     results = [scan_logits(x, thresholds=thr, mask_threshold=0.25, backend=b) for b in BACKENDS]
     for r in results[1:]:
-        assert np.array_equal(r.counts, results[0].counts) and np.array_equal(r.runs, results[0].runs)
+        assert np.array_equal(r.counts, results[0].counts) and np.array_equal(r.data, results[0].data)
     for o in (0.5, 1.0):
         ref = calculate_stability_score(x, 0.25, o).numpy()
         assert np.array_equal(stability_from_counts(results[0].counts, pairs)[o], ref, equal_nan=True)
@@ -76,7 +77,7 @@ def test_unknown_backend_is_an_error():
 
 
 def _same_proposals(a: CropProposals, b: CropProposals) -> None:
-    for name in ("points", "iou_preds", "boxes", "near_crop_edge", "mask_runs", "run_offsets"):
+    for name in ("points", "iou_preds", "boxes", "near_crop_edge", "mask_data", "mask_offsets", "mask_is_runs"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert sorted(a.stability) == sorted(b.stability)
     for o in a.stability:
@@ -185,7 +186,7 @@ def test_region_result_memo_matches_the_full_frame_on_engine_proposals(structure
                 if res.changed:
                     got = np.zeros(shape, bool)
                     box = res.box
-                    got[box[1] : box[3] + 1, box[0] : box[2] + 1] = decode_mask(res.runs, box)
+                    got[box[1] : box[3] + 1, box[0] : box[2] + 1] = decode_mask(res.data, box, res.is_runs)
                     assert np.array_equal(got, ref)
                     assert np.array_equal(box, batched_mask_to_box(torch.as_tensor(ref)[None])[0].numpy())
                 checked += 1
@@ -200,6 +201,12 @@ def test_run_length_round_trip(seed):
         for p in (0.0, 0.1, 0.5, 1.0):
             crop = rng.random(shape) < p
             box = np.array([3, 5, 3 + shape[1] - 1, 5 + shape[0] - 1])
-            runs = encode_mask(crop)
+            runs = mask_runs(crop)
             assert runs.dtype == np.uint32 and int(runs.sum()) == crop.size
-            assert np.array_equal(decode_mask(runs, box), crop)
+            data, is_runs = encode_mask(crop)
+            assert len(data) % 4 == 0 and len(data) <= max(4 * len(runs), (crop.size + 7) // 8 + 3)
+            assert np.array_equal(decode_mask(data, box, is_runs), crop)
+    # Smooth masks take run lengths, speckle takes bits.
+    smooth = np.zeros((100, 100), bool)
+    smooth[20:80, 10:90] = True
+    assert encode_mask(smooth)[1] and not encode_mask(rng.random((100, 100)) < 0.5)[1]
