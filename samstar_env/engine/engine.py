@@ -30,6 +30,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ import torch
 from segment_anything.modeling import Sam
 from segment_anything.utils.amg import build_all_layer_point_grids, generate_crop_boxes
 
+from samstar_env.data.micrograph import Micrograph
 from samstar_env.engine.cache import DISK_FORMAT_VERSION, DiskCache, KeyedLocks, LruCache, get_or_compute
 from samstar_env.engine.image_input import image_fingerprint, to_sam_image
 from samstar_env.engine.maskset import MaskSet
@@ -179,6 +181,7 @@ class MaskEngine:
         self._model_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._work = self._work_seconds = 0.0  # decode cost model (expected_decode_seconds)
+        self._image_memo: dict[int, tuple[weakref.ref, np.ndarray, str]] = {}
         self.reset_stats()
 
     # ------------------------------------------------------------------ stats
@@ -216,7 +219,28 @@ class MaskEngine:
             )
 
     # ------------------------------------------------------------------ keys
-    def _scope(self, rgb: np.ndarray) -> tuple[tuple[str, ...], str]:
+    def _prepared(self, image: Any) -> tuple[np.ndarray, str]:
+        """SAM's input for ``image`` and its hash, memoized per Micrograph.
+
+        A Micrograph's pixels are read-only, so its conversion and hash (about 2 ms at 512²,
+        as much as a whole threshold replay) can be kept while the object lives; arrays, which a
+        caller may change in place, are converted and hashed on every call.
+        """
+        if isinstance(image, Micrograph):
+            hit = self._image_memo.get(id(image))
+            if hit is not None and hit[0]() is image:
+                return hit[1], hit[2]
+            rgb = to_sam_image(image)
+            fp = image_fingerprint(rgb)
+            with self._stats_lock:
+                if len(self._image_memo) >= 64:
+                    self._image_memo.pop(next(iter(self._image_memo)))
+                self._image_memo[id(image)] = (weakref.ref(image), rgb, fp)
+            return rgb, fp
+        rgb = to_sam_image(image)
+        return rgb, image_fingerprint(rgb)
+
+    def _scope(self, image_key: str) -> tuple[tuple[str, ...], str]:
         """What every key of one call shares: the numerics' identity and the image's hash.
 
         Versioned: the disk format, the torch and segment_anything builds (numerics), the device and
@@ -230,7 +254,7 @@ class MaskEngine:
         # Re-checked per call (cheap unless the weights changed), so entries never outlive the weights.
         self.fingerprint = model_fingerprint(self.model)
         ident = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
-        return ident, image_fingerprint(rgb)
+        return ident, image_key
 
     def _key(self, kind: str, scope: tuple[tuple[str, ...], str], *parts: Any) -> str:
         ident, image_key = scope
@@ -327,15 +351,22 @@ class MaskEngine:
     # ------------------------------------------------------------------ public
     def proposals(self, image: Any, params: AmgParams) -> list[CropProposals]:
         """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop order."""
-        rgb = to_sam_image(image)
-        scope = self._scope(rgb)
+        rgb, fp = self._prepared(image)
+        return self._crop_proposals(rgb, self._scope(fp), params)
+
+    def _crop_proposals(self, rgb: np.ndarray, scope: tuple[tuple[str, ...], str], params: AmgParams) -> list[CropProposals]:
         return [self._proposals(rgb, scope, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
                 for u in decode_units(rgb.shape[:2], params)]
 
     def missing_units(self, image: Any, params: AmgParams) -> list[DecodeUnit]:
         """The crops and grids of ``params`` on ``image`` that a ``generate`` call would decode now."""
-        rgb = to_sam_image(image)
-        return [u for u in decode_units(rgb.shape[:2], params) if not self.is_cached(rgb, u, points_per_batch=params.points_per_batch)]
+        rgb, fp = self._prepared(image)
+        scope = self._scope(fp)
+        return [u for u in decode_units(rgb.shape[:2], params) if not self._is_cached(scope, u, params.points_per_batch)]
+
+    def _is_cached(self, scope: tuple[tuple[str, ...], str], unit: DecodeUnit, points_per_batch: int) -> bool:
+        key = self._proposal_key(scope, list(unit.crop_box), unit.grid, points_per_batch)
+        return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
 
     def _work_of(self, unit: DecodeUnit) -> float:
         # Decoder work per prompt is about that of upsampling img_size² pixels (measured with
@@ -353,16 +384,15 @@ class MaskEngine:
 
     def is_cached(self, image: Any, unit: DecodeUnit, *, points_per_batch: int) -> bool:
         """Whether ``unit``'s proposals are in memory or in the disk cache (a file, not yet verified)."""
-        rgb = to_sam_image(image)
-        key = self._proposal_key(self._scope(rgb), list(unit.crop_box), unit.grid, points_per_batch)
-        return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
+        _, fp = self._prepared(image)
+        return self._is_cached(self._scope(fp), unit, points_per_batch)
 
     @torch.no_grad()
     def ensure(self, image: Any, unit: DecodeUnit, *, points_per_batch: int) -> bool:
         """Decode ``unit`` unless it is cached (for ``samstar cache warm``); True when it decoded now."""
         misses = self.stats.proposal_misses
-        rgb = to_sam_image(image)
-        self._proposals(rgb, self._scope(rgb), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
+        rgb, fp = self._prepared(image)
+        self._proposals(rgb, self._scope(fp), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
         return self.stats.proposal_misses > misses
 
     @torch.no_grad()
@@ -384,9 +414,9 @@ class MaskEngine:
         """
         params = params if params is not None else AmgParams()
         self._count("calls")
-        rgb = to_sam_image(image)
+        rgb, fp = self._prepared(image)
         shape = (int(rgb.shape[0]), int(rgb.shape[1]))
-        crops = self.proposals(rgb, params)
+        crops = self._crop_proposals(rgb, self._scope(fp), params)
         with self._timed("replay"):
             sel = select(crops, params)
         changed = None

@@ -210,3 +210,19 @@ def test_run_length_round_trip(seed):
     smooth = np.zeros((100, 100), bool)
     smooth[20:80, 10:90] = True
     assert encode_mask(smooth)[1] and not encode_mask(rng.random((100, 100)) < 0.5)[1]
+
+
+def test_micrograph_memo_never_serves_another_image(structured_sam):
+    from samstar_env.data.micrograph import Micrograph
+
+    rng = np.random.default_rng(3)
+    engine = MaskEngine(structured_sam)
+    p = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thresh=0.0)
+    for _ in range(5):
+        # A new object may reuse a freed one's id: the memo must notice (weak reference).
+        im = Micrograph(image=rng.random((48, 56)).astype(np.float32))
+        got = engine.generate(im, p)
+        ref = MaskEngine(structured_sam).generate(im.to_rgb_uint8(), p)
+        assert len(got) == len(ref) and np.array_equal(got.masks, ref.masks)
+        del im
+        gc.collect()
