@@ -143,13 +143,18 @@ class MaskGeometry:
 
     @cached_property
     def intersections_px(self) -> sp.csr_array:
-        """Sparse (N, N) matrix of pairwise pixel intersections (diagonal = areas).
+        """Sparse (N, N) matrix of pairwise pixel intersections of the valid masks (diagonal = areas).
 
-        Computed as ``M @ M.T`` on the sparse pixel-incidence matrix, so the cost follows the
-        number of overlapping pixels, not N**2 full frames.
+        Computed as ``M @ M.T`` on the sparse pixel-incidence matrix of the valid masks, so the cost
+        follows the number of overlapping pixels, not N**2 full frames. Rows and columns of
+        invalid masks (empty or background) are empty: every reward treats those masks alike
+        whatever they overlap, and a background mask's pixels, most of the frame, would dominate
+        the product (measured: 0.45 s of a 1.4 s suite at 2,192 masks of samstar-tiny).
         """
-        m = self.flat_pixels.astype(np.float32)
-        return (m @ m.T).tocsr()
+        idx = np.flatnonzero(self.valid)
+        m = self.flat_pixels[idx].astype(np.float32)
+        sub = (m @ m.T).tocoo()
+        return sp.csr_array((sub.data, (idx[sub.row], idx[sub.col])), shape=(self.n, self.n))
 
     @cached_property
     def union(self) -> np.ndarray:
