@@ -11,10 +11,7 @@ order, so the result is bit-identical; only the work is smaller (no decoding, no
 
 from __future__ import annotations
 
-import os
-import threading
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -193,18 +190,6 @@ def small_regions_in_box(
     return np.ascontiguousarray(canvas[top : top + h, left : left + w]), bool(holes or islands)
 
 
-_PARALLEL_REGIONS = 64
-_POOL: list[ThreadPoolExecutor] = []
-_POOL_LOCK = threading.Lock()
-
-
-def _region_pool() -> ThreadPoolExecutor:
-    with _POOL_LOCK:
-        if not _POOL:
-            _POOL.append(ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix="samstar-regions"))
-        return _POOL[0]
-
-
 def postprocess(
     crops: Sequence[CropProposals], sel: Selected, params: AmgParams, image_shape: tuple[int, int]
 ) -> tuple[Selected, list[RegionResult | None]]:
@@ -212,14 +197,10 @@ def postprocess(
     version when post-processing changed it (``None`` otherwise)."""
     if len(sel) == 0:
         return sel, []
+    # Serial on purpose: a thread pool over the masks measured slower (1.8 s against 1.3 s for
+    # 2,274 first-time masks on 2 cores): the per-mask work is short and mostly holds the GIL.
     area = params.min_mask_region_area
-    pairs = list(zip(sel.crop.tolist(), sel.index.tolist(), strict=True))
-    todo = [(c, i) for c, i in pairs if i not in crops[c].regions.get(area, {})]
-    if len(todo) >= _PARALLEL_REGIONS:
-        # OpenCV's labelling releases the GIL, so masks not yet memoized are measured on all cores
-        # (results are memoized under each entry's lock; their order does not matter).
-        list(_region_pool().map(lambda ci: region_result(crops[ci[0]], ci[1], area, image_shape), todo))
-    results = [region_result(crops[c], i, area, image_shape) for c, i in pairs]
+    results = [region_result(crops[c], i, area, image_shape) for c, i in zip(sel.crop.tolist(), sel.index.tolist(), strict=True)]
     new_boxes = torch.stack([torch.from_numpy(r.box) for r in results])
     scores = [float(not r.changed) for r in results]
     keep = batched_nms(
