@@ -4,7 +4,8 @@ Run ``python benchmarks/bench_memory.py`` (2048² with both, then 4096² with th
 6 minutes on 2 CPU cores with samstar-tiny) or ``--sizes 1024 --points-per-side 16`` to check it.
 Each measurement runs in a child process of its own, holding only the model and the image, and
 reports that process's peak resident memory (``ru_maxrss``) before and after the call, so one
-call's allocations never hide in another's freed heap. 4096² images are the 2048² synthetic
+call's allocations never hide in another's freed heap. Images are made in children too (Linux
+keeps a peak RSS across fork and exec, so the parent must stay small). 4096² images are the 2048² synthetic
 micrograph tiled 2 x 2 (the generators' dense ground truth cannot be built at 4096² yet).
 """
 
@@ -33,6 +34,15 @@ t0 = time.perf_counter()
 n = len(SamAutomaticMaskGenerator(model, **p.to_kwargs()).generate(rgb)) if which == "amg" else len(MaskEngine(model).generate(rgb, p))
 print(json.dumps({"seconds": time.perf_counter() - t0, "masks": n, "rss_before_kb": before,
                   "rss_peak_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+
+MAKE_IMAGE = r"""
+import sys, numpy as np
+from samstar_env.data.synthetic import generate
+size = int(sys.argv[1]); src = min(size, 2048)
+im = generate("perovskite", seed=0, size=(src, src)).to_rgb_uint8()
+np.save(sys.argv[2], np.tile(im, (size // src, size // src, 1)) if src != size else im)
 """
 
 
@@ -66,21 +76,16 @@ def main() -> int:
     import tempfile
     from pathlib import Path
 
-    import numpy as np
-
-    from samstar_env.data.synthetic import generate
-
     args = parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))
     print(f"model {args.model}, points_per_side {args.points_per_side}, {args.threads} threads; peak RSS of a child "
           "process holding the model and the image")
     print(f"{'size':>5} {'segmenter':>9} {'seconds':>8} {'masks':>6} {'RSS before GB':>14} {'peak GB':>8}")
     for size in args.sizes:
-        src = min(size, 2048)
-        im = generate("perovskite", seed=0, size=(src, src)).to_rgb_uint8()
-        im = np.tile(im, (size // src, size // src, 1)) if src != size else im
         path = work / f"img{size}.npy"
-        np.save(path, im)
+        # Made in a child too: Linux keeps a process's peak RSS across fork and exec, so this process
+        # must stay small (the generators' dense ground truth takes 8 GB at 2048²).
+        subprocess.run([sys.executable, "-c", MAKE_IMAGE, str(size), str(path)], check=True)
         for which in ("engine", "amg") if size <= args.amg_max_size else ("engine",):
             out = subprocess.run([sys.executable, "-c", CHILD, which, str(size), str(args.points_per_side), str(args.threads),
                                   str(path), args.model], capture_output=True, text=True, check=True)
