@@ -111,26 +111,20 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
     cx, cy = int(props.crop_box[0]), int(props.crop_box[1])
     b = props.boxes[i]
     box_img = np.array([b[0] + cx, b[1] + cy, b[2] + cx, b[3] + cy], np.int64)
+    # The two passes run on the box's canvas, or on the full frame where a canvas cannot stand in.
     local = small_regions_in_box(props.mask_crop(i), box_img, min_area, image_shape)
     if local is not None:
-        crop, changed = local
-        if changed:
-            sub = batched_mask_to_box(torch.as_tensor(crop).unsqueeze(0))[0].numpy().astype(np.int64)
-            box = sub + np.array([box_img[0], box_img[1], box_img[0], box_img[1]], np.int64)
-            res = RegionResult(True, box, *encode_mask(crop[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
-        else:
-            res = RegionResult(changed=False, box=box_img, data=np.zeros(0, np.uint8))
+        region, changed = local
+        origin = box_img[:2]
     else:
-        mask = props.full_mask(i, image_shape)
-        mask, changed = remove_small_regions(mask, min_area, mode="holes")
-        unchanged = not changed
-        mask, changed = remove_small_regions(mask, min_area, mode="islands")
-        unchanged = unchanged and not changed
-        box = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy().astype(np.int64)
-        if unchanged:
-            res = RegionResult(changed=False, box=box, data=np.zeros(0, np.uint8))
-        else:
-            res = RegionResult(True, box, *encode_mask(mask[box[1] : box[3] + 1, box[0] : box[2] + 1]))
+        region, changed = _holes_then_islands(props.full_mask(i, image_shape), min_area)
+        origin = np.zeros(2, np.int64)
+    if not changed:
+        # An unchanged mask keeps its box (batched_mask_to_box gives zeros for an empty one).
+        res = RegionResult(changed=False, box=box_img if region.any() else np.zeros(4, np.int64), data=np.zeros(0, np.uint8))
+    else:
+        sub = batched_mask_to_box(torch.as_tensor(region).unsqueeze(0))[0].numpy().astype(np.int64)
+        res = RegionResult(True, sub + np.tile(origin, 2), *encode_mask(region[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
     with props.lock:
         props.regions.setdefault(min_area, {})[i] = res
     return res
@@ -185,9 +179,15 @@ def small_regions_in_box(
         return None
     canvas = np.zeros((ch, cw), bool)
     canvas[top : top + h, left : left + w] = crop
-    canvas, holes = remove_small_regions(canvas, min_area, mode="holes")
-    canvas, islands = remove_small_regions(canvas, min_area, mode="islands")
-    return np.ascontiguousarray(canvas[top : top + h, left : left + w]), bool(holes or islands)
+    canvas, changed = _holes_then_islands(canvas, min_area)
+    return np.ascontiguousarray(canvas[top : top + h, left : left + w]), changed
+
+
+def _holes_then_islands(mask: np.ndarray, min_area: int) -> tuple[np.ndarray, bool]:
+    # AMG's postprocess_small_regions order: fill small holes, then drop small islands.
+    mask, holes = remove_small_regions(mask, min_area, mode="holes")
+    mask, islands = remove_small_regions(mask, min_area, mode="islands")
+    return mask, bool(holes or islands)
 
 
 def postprocess(
