@@ -19,13 +19,14 @@ thresholds drop; its cold time includes that.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
+
+from samstar_env.benchmarks.script_args import parse_dataclass_args
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.type in ("bool", bool):
-            parser.add_argument(flag, action="store_true", help=f.__doc__)
-        elif isinstance(f.default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(f.default))
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    ns = vars(parser.parse_args())
-    ns = {k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()}
+    ns = parse_dataclass_args(Args, __doc__.splitlines()[0])
     if ns["quick"]:
         ns.update(sizes=(256,), crop_layers=(0, 1), points_per_side=(8, 16))
     return Args(**ns)

@@ -14,10 +14,11 @@ The cache folder is ``SAMSTAR_CACHE`` (default: the user cache folder) or ``--ca
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from samstar_env.benchmarks.script_args import parse_dataclass_args
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(f.default, tuple):
-            parser.add_argument(flag, nargs="+", default=list(f.default), help=f.__doc__)
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=f.__doc__)
-    ns = vars(parser.parse_args())
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()})
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0]))
 
 
 def main() -> int:
@@ -57,20 +50,20 @@ def main() -> int:
 
     torch.set_num_threads(args.threads)
     import samstar_env  # noqa: F401  (registers the ids)
-    from samstar_env.cache import _task_arg, warm
+    from samstar_env.cache import resolve_task, warm
     from samstar_env.engine import default_cache_dir
-    from samstar_env.problem import _ENGINES
+    from samstar_env.problem import clear_shared_engines
     from samstar_env.wrappers import ScalarizeReward
 
     ids = {"perovskite": "samstar/Perovskite-v2", "ito": "samstar/ITO-v2", "auco": "samstar/AuCo-v2"}
     print(f"cache: {default_cache_dir()}; torch {torch.__version__}, {args.threads} threads")
     rows = []
     for task_name in args.tasks:
-        task = _task_arg(task_name, images=None, size=512, model=None)
+        task = resolve_task(task_name)
         t0 = time.perf_counter()
         report = warm(task, progress=False)
         warm_s = time.perf_counter() - t0
-        _ENGINES.clear()  # the env below starts from the disk cache, as a new process would
+        clear_shared_engines()  # the env below starts from the disk cache, as a new process would
         env = gym.make(ids[task_name])
         env.reset(seed=args.seed)
         env.action_space.seed(args.seed)

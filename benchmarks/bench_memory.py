@@ -11,11 +11,12 @@ micrograph tiled 2 x 2 (the generators' dense ground truth cannot be built at 40
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+
+from samstar_env.benchmarks.script_args import parse_dataclass_args
 
 CHILD = r"""
 import json, resource, sys, time
@@ -61,15 +62,7 @@ class Args:
 
 
 def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(f.default, tuple):
-            parser.add_argument(flag, type=int, nargs="+", default=list(f.default), help=f.__doc__)
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default, help=f.__doc__)
-    ns = vars(parser.parse_args())
-    return Args(**{k: tuple(v) if isinstance(v, list) else v for k, v in ns.items()})
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0]))
 
 
 def main() -> int:

@@ -426,7 +426,9 @@ def _size(nbytes: float) -> str:
 
 
 # -- command line --------------------------------------------------------------------------------
-def _task_arg(spec: str, *, images: int | None, size: int, model: str | None) -> Any:
+def resolve_task(spec: str, *, images: int | None = None, size: int = 512, model: str | None = None) -> Any:
+    """The task ``samstar cache warm SPEC`` warms: a registered name (its first ``images`` tune images,
+    on the env's default space, as the env ids use) or a task file (its own space)."""
     from samstar_env.task import make_task
 
     if spec.endswith(".toml") or Path(spec).is_file():
@@ -454,7 +456,7 @@ def _space_of(task: Any, text: str | None) -> ParamSpace:
 
 
 def _run_warm(args: argparse.Namespace) -> int:
-    task = _task_arg(args.task, images=args.images, size=args.size, model=args.model)
+    task = resolve_task(args.task, images=args.images, size=args.size, model=args.model)
     report = warm(task, space=_space_of(task, args.space), executor=args.executor, scheduler=args.scheduler,
                   n_workers=args.workers, progress=not args.no_progress)
     print(f"samstar cache warm: {report.decoded} decoded, {report.already_cached} already cached, "

@@ -209,6 +209,13 @@ def shared_engine(model: Any, *, device: str = "auto") -> Any:
         return _ENGINES[key]
 
 
+def clear_shared_engines() -> None:
+    """Forget the process-wide engines (their memory caches); the next :func:`shared_engine` starts
+    fresh from the disk cache, as a new process would."""
+    with _ENGINES_LOCK:
+        _ENGINES.clear()
+
+
 def _is_model_reference(model: Any) -> bool:
     return isinstance(model, (str, Path))
 

@@ -165,7 +165,7 @@ def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_pat
 
     import gymnasium as gym
 
-    from samstar_env.problem import _ENGINES
+    from samstar_env.problem import clear_shared_engines
 
     monkeypatch.setenv("SAMSTAR_CACHE", str(tmp_path))
     space = ParamSpace(dimensions=(Dimension("points_per_side", "grid", choices=(2, 4)),
@@ -181,8 +181,7 @@ def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_pat
     assert len(cold) == 1 and "decodes 1 new crop/grid unit(s), 4 prompts" in cold[0] and "samstar cache warm" in cold[0]
     # Warm the env's whole space, then a fresh engine (as a new process would have) never decodes.
     warm(env.unwrapped.task, progress=False, log=lambda s: None)
-    for key in [k for k in _ENGINES if k[0].startswith("module:")]:
-        del _ENGINES[key]
+    clear_shared_engines()
     env2 = gym.make("samstar/Perovskite-v2", model=random_sam, size=(64, 64), space=space, budget=20)
     env2.reset(seed=0)
     env2.action_space.seed(0)

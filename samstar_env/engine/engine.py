@@ -14,13 +14,13 @@ everything else           replayed per call: pred_iou / stability / crop-edge fi
                           across crops, small-region post-processing (memoized per mask)
 ========================  =====================================================================
 
-Memory: a proposal is stored as its mask's run lengths inside its box plus a few scalars. Measured
-with samstar-tiny on 512² synthetic micrographs: about 11 kB per proposal (its masks carry a
-patch-grid speckle, so runs are short; a smooth mask of a 300-px box takes 1-2 kB), so one full-image
-grid at points_per_side 64 (12,288 proposals) takes about 130 MB, against 3.2 GB for the full-size
-float logits of a single AMG point batch at 2048². A crop embedding takes C*h*w*4 bytes (256 kB for
-samstar-tiny, 4 MB for ViT-H). The default bound, 4 GiB (at most a quarter of the RAM), holds every
-decode of the env's default space on a 512² image (0.8-1.4 GB).
+Memory: a proposal is its mask's box crop, as run lengths or packed bits, whichever is smaller
+(:mod:`samstar_env.engine.rle`), plus a few scalars. Measured with samstar-tiny on synthetic
+micrographs (``benchmarks/bench_engine.py``, bytes per proposal): 3.8-5.4 kB at 512², 8-10 kB at
+1024², against 3.2 GB for the full-size float logits of a single AMG point batch at 2048². A crop
+embedding takes C*h*w*4 bytes (256 kB for samstar-tiny, 4 MB for ViT-H). The default bound, 4 GiB
+(at most a quarter of the RAM), holds every decode of the env's default space on a 512² image
+(0.3-1.2 GB).
 """
 
 from __future__ import annotations
