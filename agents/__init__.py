@@ -13,9 +13,10 @@ Examples
 'random'
 """
 
-from samstar_env.agents.base import Agent, Callback, ResumeMismatchError, RunState, serial_evaluator
+from samstar_env.agents.base import Agent, Callback, RunState, serial_evaluator
 from samstar_env.agents.registry import agent_class, available_agents, make_agent, register_agent
 from samstar_env.agents.result import PRIORITIES, OperatingPoint, Trial, TuningResult
+from samstar_env.errors import ResumeMismatchError
 
 __all__ = [
     "PRIORITIES",

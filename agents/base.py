@@ -19,27 +19,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 import numpy as np
 
 from samstar_env.agents.result import Trial, TuningResult
+from samstar_env.errors import InputError, ResumeMismatchError
 from samstar_env.params import AmgParams, ParamSpace
+from samstar_env.type_aliases import ProblemLike
 
-
-class ProblemLike(Protocol):
-    """What an agent needs of a problem (``samstar_env.problem.TuningProblem`` has it)."""
-
-    @property
-    def search_space(self) -> ParamSpace: ...
-
-    @property
-    def reward_names(self) -> tuple[str, ...]: ...
-
-    def evaluate(self, params: AmgParams) -> Any: ...
-
-
-Evaluator = Callable[[Any, Sequence[AmgParams]], Iterable[Any]]
+Evaluator = Callable[[ProblemLike, Sequence[AmgParams]], Iterable[Any]]
 
 
 @dataclass(frozen=True)
@@ -71,11 +60,7 @@ class RunState:
 Callback = Callable[[RunState], None]
 
 
-class ResumeMismatchError(RuntimeError):
-    """A resumed agent asked for something other than what its journal recorded."""
-
-
-def serial_evaluator(problem: Any, params_list: Sequence[AmgParams]) -> Iterator[Any]:
+def serial_evaluator(problem: ProblemLike, params_list: Sequence[AmgParams]) -> Iterator[Any]:
     """Evaluate one after another, lazily (so callbacks run as soon as each evaluation ends)."""
     for p in params_list:
         yield problem.evaluate(p)
@@ -192,7 +177,7 @@ class Agent(ABC):
         TuningResult
         """
         if int(budget) < 1:
-            raise ValueError(f"budget must be a positive number of evaluations, got {budget}")
+            raise InputError(f"budget must be a positive number of evaluations, got {budget}")
         budget = int(budget)
         evaluator = evaluator or serial_evaluator
         t_start = time.perf_counter()
@@ -203,7 +188,7 @@ class Agent(ABC):
         trials: list[Trial] = []
         replay = list(replay)
         if len(replay) > budget:
-            raise ValueError(f"the journal holds {len(replay)} evaluations, more than the budget {budget}")
+            raise InputError(f"the journal holds {len(replay)} evaluations, more than the budget {budget}")
 
         def emit(trial: Trial, replayed: bool) -> None:
             trials.append(trial)

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from samstar_env.agents.base import Agent, ProblemLike
+from samstar_env.agents.base import Agent
 from samstar_env.agents.registry import register_agent
+from samstar_env.type_aliases import ProblemLike
 
 IOU_RANGE = (0.6, 0.9)
 STABILITY_RANGE = (0.6, 0.95)

@@ -23,8 +23,9 @@ from pymoo.core.termination import NoTermination
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
 
-from samstar_env.agents.base import Agent, ProblemLike
+from samstar_env.agents.base import Agent
 from samstar_env.agents.registry import register_agent
+from samstar_env.type_aliases import ProblemLike
 
 # The SAM* group's NSGA-II runs (LoG*, Digital Discovery 2024) use a population of 100; pymoo's NSGA-II
 # defaults for the operators (SBX crossover p=0.9, eta=15; polynomial mutation eta=20, p=1/d) are

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
-from samstar_env.agents.base import Agent, ProblemLike
+from samstar_env.agents.base import Agent
 from samstar_env.agents.registry import register_agent
 from samstar_env.agents.result import Trial
+from samstar_env.errors import InputError, MissingExtraError
 from samstar_env.params import AmgParams
+from samstar_env.type_aliases import ProblemLike
 
 SAMPLERS = ("tpe", "gp", "random")
 
@@ -34,7 +36,7 @@ def _optuna() -> Any:
     try:
         import optuna
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("the optuna agent needs Optuna: pip install 'samstar[bayes]'") from exc
+        raise MissingExtraError("the optuna agent needs Optuna: pip install 'samstar[bayes]'") from exc
     return optuna
 
 
@@ -70,7 +72,7 @@ class OptunaAgent(Agent):
         study_name: str | None = None,
     ) -> None:
         if sampler not in SAMPLERS:
-            raise ValueError(f"optuna agent: sampler must be one of {SAMPLERS}, got {sampler!r}")
+            raise InputError(f"optuna agent: sampler must be one of {SAMPLERS}, got {sampler!r}")
         _optuna()
         super().__init__(sampler=sampler, n_startup_trials=n_startup_trials, storage=None if storage is None else str(storage), study_name=study_name)
         self.sampler_name = sampler
@@ -117,7 +119,7 @@ class OptunaAgent(Agent):
             for k, v in meta.items():
                 self.study.set_user_attr(k, v)
         elif any(self.study.user_attrs.get(k) != v for k, v in meta.items()):
-            raise ValueError(
+            raise InputError(
                 f"optuna storage {self.storage_path}: study {name!r} was made for other rewards or another "
                 "search space; use another study_name or storage"
             )

@@ -2,6 +2,9 @@
 
 Examples
 --------
+Skipped when the docs are tested: registering would add ``my-tuner`` to the process-wide
+registry that the tests list (``tests/agents/`` registers and removes its own).
+
 >>> from samstar_env.agents import Agent, register_agent
 >>> @register_agent("my-tuner")           # doctest: +SKIP
 ... class MyTuner(Agent): ...
@@ -14,6 +17,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from samstar_env.agents.base import Agent
+from samstar_env.errors import InputError
 
 A = TypeVar("A", bound=type[Agent])
 
@@ -55,7 +59,7 @@ def agent_class(name: str) -> type[Agent]:
     if name not in _REGISTRY and name in _BUILTIN:
         importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
-        raise ValueError(f"unknown agent {name!r}; expected one of {available_agents()}")
+        raise InputError(f"unknown agent {name!r}; expected one of {available_agents()}")
     return _REGISTRY[name]
 
 

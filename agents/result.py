@@ -3,7 +3,8 @@
 A result is a value: the trials in evaluation order (action, decoded parameters, reward vector,
 cost, optional ground-truth metrics), the reward names, who produced it (agent, options, seed) and
 where (task, search space). The non-dominated set comes from pymoo's ``NonDominatedSorting`` through
-:mod:`samstar_env.benchmarks.mo_metrics`, so the front here and the benchmark metrics can never disagree.
+:mod:`samstar_env.metrics.multiobjective`, so the front here and the benchmark metrics can never
+disagree.
 
 Rewards are higher-is-better everywhere in this module; nothing here flips signs.
 """
@@ -11,7 +12,6 @@ Rewards are higher-is-better everywhere in this module; nothing here flips signs
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from samstar_env.jsonutil import to_jsonable
 from samstar_env.params import AmgParams
 
 RESULT_FORMAT = "samstar-tuning-result/1"
@@ -165,10 +166,10 @@ class TuningResult:
     --------
     >>> import numpy as np
     >>> from samstar_env.params import AmgParams
-    >>> t = [Trial(i, np.zeros(1), AmgParams(), r, 0.0) for i, r in enumerate([[1, 0], [0, 1], [0.2, 0.2]])]
+    >>> t = [Trial(i, np.zeros(1), AmgParams(), r, 0.0) for i, r in enumerate([[1, 0], [0, 1], [0.2, 0.2], [0.1, 0]])]
     >>> res = TuningResult(agent="demo", seed=0, reward_names=("a", "b"), trials=tuple(t))
-    >>> res.front_indices.tolist()
-    [0, 1]
+    >>> res.front_indices.tolist()  # (0.1, 0) is dominated by (1, 0); (0.2, 0.2) by neither corner
+    [0, 1, 2]
     """
 
     agent: str
@@ -206,7 +207,7 @@ class TuningResult:
 
         Duplicated reward vectors are all non-dominated (none strictly dominates the other).
         """
-        from samstar_env.benchmarks.mo_metrics import non_dominated
+        from samstar_env.metrics.multiobjective import non_dominated
 
         return non_dominated(self.rewards) if self.trials else np.zeros(0, int)
 
@@ -216,8 +217,8 @@ class TuningResult:
         return tuple(self.trials[i] for i in self.front_indices)
 
     def hypervolume(self) -> float:
-        """Hypervolume of all evaluations with the reference point at reward 0 (see ``mo_metrics``)."""
-        from samstar_env.benchmarks.mo_metrics import hypervolume
+        """Hypervolume of all evaluations with the reference point at reward 0 (see ``samstar_env.metrics``)."""
+        from samstar_env.metrics.multiobjective import hypervolume
 
         return hypervolume(self.rewards) if self.trials else 0.0
 
@@ -320,9 +321,10 @@ class TuningResult:
             "task": self.task,
             "budget": self.budget,
             "reward_names": list(self.reward_names),
-            "agent_options": _jsonable(dict(self.agent_options)),
+            # Options and metadata may hold anything: other objects, NaN and infinity become strings.
+            "agent_options": to_jsonable(dict(self.agent_options), non_finite="str", fallback=str),
             "space": [dict(d) for d in self.space],
-            "metadata": _jsonable(dict(self.metadata)),
+            "metadata": to_jsonable(dict(self.metadata), non_finite="str", fallback=str),
             "front": [int(i) for i in self.front_indices],
             "trials": [t.to_dict() for t in self.trials],
         }
@@ -391,20 +393,3 @@ class TuningResult:
     def _need_trials(self) -> None:
         if not self.trials:
             raise ValueError("this tuning result has no evaluations; no operating point can be chosen")
-
-
-def _jsonable(obj: Any) -> Any:
-    """Options and metadata as JSON: numpy scalars/arrays to Python, anything else to ``str``."""
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return str(obj)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return str(obj)

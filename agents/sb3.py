@@ -24,8 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from samstar_env.agents.base import Agent, ProblemLike
+from samstar_env.agents.base import Agent
 from samstar_env.agents.registry import register_agent
+from samstar_env.errors import InputError
+from samstar_env.type_aliases import ProblemLike
 
 ALGOS = ("sac", "ppo")
 
@@ -100,7 +102,7 @@ class SB3Agent(Agent):
         algo_kwargs: dict[str, Any] | None = None,
     ) -> None:
         if algo not in ALGOS:
-            raise ValueError(f"sb3 agent: algo must be one of {ALGOS}, got {algo!r}")
+            raise InputError(f"sb3 agent: algo must be one of {ALGOS}, got {algo!r}")
         super().__init__(
             algo=algo, n_weights=n_weights, episode_length=episode_length, learning_starts=learning_starts,
             contextual_steps=contextual_steps, save_dir=None if save_dir is None else str(save_dir), algo_kwargs=algo_kwargs,

@@ -1,1 +1,4 @@
-"""Benchmark suites, ground-truth and multi-objective metrics, reports (installed as ``samstar_env.benchmarks``)."""
+"""Benchmark suites, executors, reports (installed as ``samstar_env.benchmarks``).
+
+The metrics they report live one layer down, in :mod:`samstar_env.metrics`.
+"""

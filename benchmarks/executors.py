@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from samstar_env.benchmarks.runner import RunSpec, execute_run
+from samstar_env.errors import MissingExtraError
 
 
 def _require_distributed() -> Any:
     try:
         import distributed
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('the Dask executor needs the "dist" extra: pip install "samstar[dist]"') from exc
+        raise MissingExtraError('the Dask executor needs the "dist" extra: pip install "samstar[dist]"') from exc
     return distributed
 
 

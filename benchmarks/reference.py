@@ -4,8 +4,8 @@ A front only means something for the problem it was made on: the same model, ima
 and rewards. So fronts are stored per suite, ``reference_fronts/<suite>-v<version>/<task>.json``,
 with keys ``schema``, ``reward_names`` (objective order), ``front`` (reward vectors, higher is
 better), ``problem`` (the suite fields that define the problem) and ``how`` (agents, budgets, seeds,
-wall time). A front whose ``problem`` differs from the suite's is not used. ``benchmarks/
-make_reference_front.py`` makes them and writes ``README.md`` beside them saying how.
+wall time). A front whose ``problem`` differs from the suite's is not used.
+``benchmarks/scripts/make_reference_front.py`` makes them and writes ``README.md`` beside them saying how.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from samstar_env.errors import InputError
 from samstar_env.rewards.registry import REWARDS_VERSION
 
 REFERENCE_SCHEMA = "samstar-reference-front/1"
@@ -59,7 +60,7 @@ def model_sha256(model: str) -> str | None:
 @functools.lru_cache(maxsize=8)
 def _file_digest(path: str, mtime_ns: int, size: int) -> str:
     # Keyed on mtime and size so a replaced checkpoint is hashed again; a multi-GB SAM is hashed once.
-    from samstar_env.models.registry import file_sha256
+    from samstar_env.models.checkpoint import file_sha256
 
     return file_sha256(path)
 
@@ -85,7 +86,7 @@ def load_reference_front(
         return None
     data = json.loads(path.read_text(encoding="utf-8"))
     if data.get("schema") != REFERENCE_SCHEMA:
-        raise ValueError(f"{path}: schema {data.get('schema')!r}, expected {REFERENCE_SCHEMA!r}")
+        raise InputError(f"{path}: schema {data.get('schema')!r}, expected {REFERENCE_SCHEMA!r}")
     names = list(data["reward_names"])
     if sorted(names) != sorted(reward_names) or data.get("problem") != problem_of(suite):
         return None

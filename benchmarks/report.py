@@ -21,6 +21,7 @@ import numpy as np
 
 from samstar_env.benchmarks.runner import read_run
 from samstar_env.benchmarks.summary import format_table, summarize
+from samstar_env.errors import InputError, MissingFileError
 
 
 def _png(fig: Any) -> str:
@@ -36,10 +37,10 @@ def load_records(folder: str | Path) -> list[dict[str, Any]]:
     """All finished run records under ``folder/runs``, sorted by file name."""
     runs = Path(folder) / "runs"
     if not runs.is_dir():
-        raise FileNotFoundError(f"{folder}: no runs/ folder; expected the output of `samstar bench`")
+        raise MissingFileError(f"{folder}: no runs/ folder; expected the output of `samstar bench`")
     records = [r for r in (read_run(p) for p in sorted(runs.glob("*.json"))) if r is not None]
     if not records:
-        raise ValueError(f"{runs}: no finished run records")
+        raise InputError(f"{runs}: no finished run records")
     return records
 
 

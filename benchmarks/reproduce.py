@@ -49,10 +49,12 @@ from typing import Any
 
 import numpy as np
 
-# samstar tune's defaults and --space syntax, so that the two commands tune alike.
+from samstar_env.defaults import DEFAULT_MODEL
+from samstar_env.errors import InputError
 from samstar_env.params import AmgParams, ParamSpace
-from samstar_env.task import DEFAULT_MODEL
-from samstar_env.tune import DEFAULT_AGENT_OPTIONS, DEFAULT_BUDGET, DEFAULT_SIZE, DEFAULT_SPACE, _space_arg
+
+# samstar tune's defaults and --space syntax, so that the two commands tune alike.
+from samstar_env.tune import DEFAULT_AGENT_OPTIONS, DEFAULT_BUDGET, DEFAULT_SIZE, DEFAULT_SPACE, parse_space
 
 SCHEMA = "samstar-reproduce/1"
 
@@ -130,9 +132,9 @@ class ReproduceConfig:
         object.__setattr__(self, "only", experiment_ids(self.only))
         object.__setattr__(self, "space", tuple(self.space))
         if self.pop_size < 2:
-            raise ValueError(f"--pop-size must be >= 2, got {self.pop_size}")
+            raise InputError(f"--pop-size must be >= 2, got {self.pop_size}")
         if self.budget < self.pop_size:
-            raise ValueError(
+            raise InputError(
                 f"--budget {self.budget} is smaller than the NSGA-II population {self.pop_size}: "
                 "a run needs at least one full population (lower --pop-size or raise --budget)"
             )
@@ -142,9 +144,9 @@ class ReproduceConfig:
         for flag, n, split in (("--images", self.images, "tune"), ("--test-images", self.test_images, "test")):
             n_max = len(split_seeds("perovskite", split))
             if not 1 <= n <= n_max:
-                raise ValueError(f"{flag} must be between 1 and {n_max} (the task's {split!r} split), got {n}")
+                raise InputError(f"{flag} must be between 1 and {n_max} (the task's {split!r} split), got {n}")
         if self.size < 32:
-            raise ValueError(f"--size must be >= 32 px, got {self.size}")
+            raise InputError(f"--size must be >= 32 px, got {self.size}")
         self.param_space()  # unknown dimension names raise here
 
     def param_space(self) -> ParamSpace:
@@ -181,10 +183,10 @@ def experiment_ids(names: Iterable[str] | str) -> tuple[str, ...]:
             continue
         if name not in EXPERIMENTS and name not in by_task:
             valid = ", ".join(f"{k} ({t})" for k, t in EXPERIMENTS.items())
-            raise ValueError(f"unknown experiment {raw!r}; expected some of {valid}")
+            raise InputError(f"unknown experiment {raw!r}; expected some of {valid}")
         picked.add(by_task.get(name, name))
     if not picked:
-        raise ValueError("no experiment selected; expected some of a, b, c")
+        raise InputError("no experiment selected; expected some of a, b, c")
     return tuple(k for k in EXPERIMENTS if k in picked)
 
 
@@ -207,7 +209,7 @@ class Point:
     tune_n_masks, test_n_masks : tuple of int
         Masks on each tune and test image.
     test_gt : mapping
-        Ground-truth metrics (:func:`~samstar_env.benchmarks.metrics.gt_metrics`), mean over the test images.
+        Ground-truth metrics (:func:`~samstar_env.metrics.ground_truth.gt_metrics`), mean over the test images.
     """
 
     label: str
@@ -628,7 +630,7 @@ def reproduce(
 def _run_cli(args: argparse.Namespace) -> int:
     cfg = ReproduceConfig(
         out=Path(args.out), model=args.model or DEFAULT_MODEL, budget=args.budget, pop_size=args.pop_size, seed=args.seed,
-        images=args.images, test_images=args.test_images, size=args.size, space=_space_arg(args.space),
+        images=args.images, test_images=args.test_images, size=args.size, space=parse_space(args.space),
         only=experiment_ids(args.only), device=args.device,
     )
     evaluator, dask = None, None

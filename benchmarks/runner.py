@@ -30,9 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from samstar_env.benchmarks.mo_metrics import anytime_hypervolume, evaluations_to_reach, hypervolume, igd_plus
 from samstar_env.benchmarks.reference import load_reference_front, problem_of
 from samstar_env.benchmarks.suites import Suite
+from samstar_env.metrics.multiobjective import (
+    anytime_hypervolume,
+    evaluations_to_reach,
+    hypervolume,
+    igd_plus,
+)
 
 RUN_SCHEMA = "samstar-bench-run/1"
 

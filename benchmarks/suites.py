@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from samstar_env import _toml as tomllib
+from samstar_env.defaults import DEFAULT_MODEL
+from samstar_env.errors import InputError, MissingFileError
 from samstar_env.params import DEFAULT_DIMENSIONS, Dimension, ParamSpace
 
 _FIELDS = {
@@ -61,16 +63,16 @@ class Suite:
     image_size: tuple[int, int] = (512, 512)
     n_images: int = 1
     n_test_images: int = 4
-    model: str = "samstar-tiny"
+    model: str = DEFAULT_MODEL
     space: str | tuple[str, ...] = "default"
     grids: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.budget < 1:
-            raise ValueError(f"suite {self.name!r}: budget must be >= 1, got {self.budget}")
+            raise InputError(f"suite {self.name!r}: budget must be >= 1, got {self.budget}")
         if not self.tasks or not self.agents or not self.seeds:
-            raise ValueError(f"suite {self.name!r}: tasks, agents and seeds must be non-empty")
+            raise InputError(f"suite {self.name!r}: tasks, agents and seeds must be non-empty")
 
     def param_space(self) -> ParamSpace:
         """The suite's search space."""
@@ -79,11 +81,11 @@ class Suite:
             by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
             unknown = [n for n in self.space if n not in by_name]
             if unknown:
-                raise ValueError(f"suite {self.name!r}: unknown space dimension(s) {unknown}; expected some of {list(by_name)}")
+                raise InputError(f"suite {self.name!r}: unknown space dimension(s) {unknown}; expected some of {list(by_name)}")
             dims = tuple(by_name[n] for n in self.space)
         unknown = sorted(set(self.grids) - {d.name for d in dims if d.kind == "grid"})
         if unknown:
-            raise ValueError(f"suite {self.name!r}: grids given for {unknown}, which are not grid dimensions of its space")
+            raise InputError(f"suite {self.name!r}: grids given for {unknown}, which are not grid dimensions of its space")
         dims = tuple(Dimension(d.name, "grid", choices=tuple(self.grids[d.name])) if d.name in self.grids else d for d in dims)
         return ParamSpace(dimensions=dims)
 
@@ -111,10 +113,10 @@ def suite_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Suite:
     """Build a :class:`Suite` from a parsed TOML/JSON mapping; unknown keys are errors."""
     unknown = sorted(set(data) - _FIELDS)
     if unknown:
-        raise ValueError(f"{source}: unknown suite key(s) {unknown}; expected some of {sorted(_FIELDS)}")
+        raise InputError(f"{source}: unknown suite key(s) {unknown}; expected some of {sorted(_FIELDS)}")
     missing = [k for k in ("name", "tasks", "agents", "seeds", "budget") if k not in data]
     if missing:
-        raise ValueError(f"{source}: missing suite key(s) {missing}")
+        raise InputError(f"{source}: missing suite key(s) {missing}")
     d = dict(data)
     if "grids" in d:
         d["grids"] = {k: tuple(v) for k, v in dict(d["grids"]).items()}
@@ -143,10 +145,10 @@ def load_suite(name_or_path: str | Path) -> Suite:
     else:
         path = Path(name_or_path)
         if not path.is_file():
-            raise FileNotFoundError(f"suite {source!r} is neither a shipped suite {builtin_suites()} nor a TOML file")
+            raise MissingFileError(f"suite {source!r} is neither a shipped suite {builtin_suites()} nor a TOML file")
         text = path.read_text()
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ValueError(f"{source}: invalid TOML ({exc})") from exc
+        raise InputError(f"{source}: invalid TOML ({exc})") from exc
     return suite_from_dict(data, source=source)

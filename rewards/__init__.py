@@ -7,6 +7,7 @@ your own. Shared per-mask measurements live in :mod:`samstar_env.rewards.geometr
 computed once per MaskSet.
 """
 
+from samstar_env.errors import RewardError
 from samstar_env.rewards.boundary import boundary_contrast
 from samstar_env.rewards.count import count_plausibility, expected_count
 from samstar_env.rewards.coverage import CoverageTerms, coverage, coverage_terms
@@ -19,7 +20,6 @@ from samstar_env.rewards.presets import PRESETS, configure_suite, preset, reward
 from samstar_env.rewards.registry import (
     REWARDS_VERSION,
     RewardContext,
-    RewardError,
     get_reward,
     list_rewards,
     register_reward,

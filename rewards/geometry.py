@@ -12,7 +12,7 @@ across images.
 The per-MaskSet measurement is the bulk of a suite evaluation, and no preset needs all of it, so
 :class:`MaskGeometry` measures the cheap facts (pixels, area, border and background flags) when it is
 built and each shape feature (:data:`SHAPE_FEATURES`) only when a reward first reads it; see
-``benchmarks/bench_rewards.py`` for what each costs and what each preset pays.
+``benchmarks/scripts/bench_rewards.py`` for what each costs and what each preset pays.
 
 Conventions shared by all rewards (the guardrails of REWARDS-BACKGROUND.md):
 
@@ -43,6 +43,7 @@ from skimage import filters, measure
 from skimage.feature import blob_log
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.data.polarity import particle_split
 from samstar_env.engine.maskset import MaskSet
 
 #: A mask covering more than this fraction of the image is a background (support film) mask.
@@ -425,7 +426,8 @@ class ImageFeatures:
     ----------
     polarity : str
         ``"bright"`` or ``"dark"``: the modality's, or for ``unknown`` modality the Otsu class
-        that covers less of the frame (particles rarely cover most of a micrograph).
+        that covers less of the frame (particles rarely cover most of a micrograph); see
+        :func:`samstar_env.data.polarity.particle_split`, which the observation features share.
     smoothed : ndarray of float32
         Gaussian-smoothed image (sigma 1 px) with particles made bright (inverted for dark polarity).
     foreground : ndarray of bool
@@ -454,7 +456,12 @@ class ImageFeatures:
 _IMAGE_CACHE: weakref.WeakKeyDictionary[Micrograph, dict] = weakref.WeakKeyDictionary()
 
 
-def _image_cache(image: Micrograph) -> dict:
+def image_cache(image: Micrograph) -> dict:
+    """The per-image memo of the label-free rewards (features, blobs, components), freed with the image.
+
+    Keyed weakly by the :class:`Micrograph` value, so every reward judging the same image shares one
+    foreground estimate and one blob search; keys inside are tuples that start with what they hold.
+    """
     d = _IMAGE_CACHE.get(image)
     if d is None:
         d = {}
@@ -497,21 +504,17 @@ def image_features(image: Micrograph, prior: PhysicsPrior, *, threshold: str = "
     """
     if threshold not in THRESHOLDS:
         raise ValueError(f"image_features: threshold must be one of {THRESHOLDS}, got {threshold!r}")
-    cache = _image_cache(image)
+    cache = image_cache(image)
     key = ("features", prior, threshold)
     if key in cache:
         return cache[key]
-    img = filters.gaussian(np.asarray(image.image, np.float32), sigma=1.0, preserve_range=True).astype(np.float32)
-    polarity = image.polarity if image.polarity != "unknown" else prior.polarity
-    if img.max() - img.min() < 1e-6:
+    # One threshold/polarity rule for rewards and observation features (samstar_env.data.polarity).
+    split = particle_split(image, prior)
+    img, polarity, t = split.smoothed, split.polarity, split.threshold
+    if t is None:
         # A flat frame has no foreground; Otsu is undefined on it.
         fg = np.zeros(img.shape, bool)
-        polarity = polarity if polarity != "unknown" else "bright"
     else:
-        t = filters.threshold_otsu(img)
-        # Polarity from Otsu's split: the most robust two-class split of the histogram.
-        if polarity == "unknown":
-            polarity = "bright" if (img > t).mean() <= 0.5 else "dark"
         if polarity == "dark":
             img = (1.0 - img).astype(np.float32)
             t = 1.0 - t
@@ -542,7 +545,7 @@ def log_blobs(
     ndarray, shape (K, 3)
         (row, column, sigma) of each blob.
     """
-    cache = _image_cache(image)
+    cache = image_cache(image)
     key = ("log", prior, round(d_min_px, 6), round(d_max_px, 6), num_sigma, threshold)
     if key in cache:
         return cache[key]
@@ -605,7 +608,7 @@ def per_mask_mean(
     The sum is divided by ``max(n_scored, count_floor * N_log)`` with N_log from
     :func:`expected_particle_count`: particles the segmentation did not return count as failures,
     so a few clean masks do not score as high as a clean segmentation of every particle (the plain
-    mean has that degenerate optimum; ``benchmarks/reward_fidelity.py`` measured it). 0.5 tolerates
+    mean has that degenerate optimum; ``benchmarks/scripts/reward_fidelity.py`` measured it). 0.5 tolerates
     a LoG estimate up to twice the true count; ``count_floor=0`` gives the plain mean (rewards
     version 1). Raises ``ValueError`` naming ``count_floor`` unless it is a finite number >= 0.
     """

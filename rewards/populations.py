@@ -15,8 +15,8 @@ import scipy.sparse as sp
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.rewards.geometry import (
-    _image_cache,
     diameter_range_px,
+    image_cache,
     image_features,
     log_blobs,
     mask_geometry,
@@ -49,7 +49,7 @@ def _large_components(image: Micrograph, prior: PhysicsPrior, threshold: str) ->
 
 def _component_matrix(image: Micrograph, prior: PhysicsPrior, threshold: str) -> sp.csr_array:
     """Sparse (K, H*W) incidence of the large components, cached per image, prior and threshold."""
-    cache = _image_cache(image)
+    cache = image_cache(image)
     key = ("large_components", prior, threshold)
     if key not in cache:
         lab, large = _large_components(image, prior, threshold)

@@ -44,7 +44,7 @@ generic     size_window, shape_fidelity, overlap_         A balanced default for
             count_plausibility, boundary_contrast (1 each)
 ==========  ============================================  ==========================================
 
-Measured fidelity (``benchmarks/reward_fidelity.py --n-params 150 --seed S``: Spearman rho between
+Measured fidelity (``benchmarks/scripts/reward_fidelity.py --n-params 150 --seed S``: Spearman rho between
 the preset's scalarization and ground-truth F1 over the parameter sets that segment every image):
 
 ==========  ==============================  ==============================  ===================
@@ -83,6 +83,7 @@ from dataclasses import fields
 from functools import partial
 from typing import Any
 
+from samstar_env.errors import InputError
 from samstar_env.rewards.registry import RewardContext, get_reward
 from samstar_env.rewards.suite import RewardSuite
 
@@ -150,7 +151,7 @@ def preset(task: str) -> RewardSuite:
     7
     """
     if not isinstance(task, str):
-        raise ValueError(f"unknown reward preset {task!r}; valid presets: {sorted(PRESETS)}")
+        raise InputError(f"unknown reward preset {task!r}; valid presets: {sorted(PRESETS)}")
     return configure_suite(task)
 
 
@@ -213,7 +214,7 @@ def configure_suite(
     """
     if isinstance(rewards, str):
         if rewards not in PRESETS:
-            raise ValueError(f"unknown reward preset {rewards!r}; valid presets: {sorted(PRESETS)}")
+            raise InputError(f"unknown reward preset {rewards!r}; valid presets: {sorted(PRESETS)}")
         names = list(PRESETS[rewards])
         base_w = dict(PRESETS[rewards])
         opts: dict[str, dict[str, Any]] = {n: dict(o) for n, o in PRESET_OPTIONS.get(rewards, {}).items()}
@@ -224,18 +225,18 @@ def configure_suite(
     for what, table in (("options", options or {}), ("weights", weights or {})):
         unknown = sorted(set(table) - set(names))
         if unknown:
-            raise ValueError(f"reward {what} for {unknown}, which the suite does not hold; its rewards are {names}")
+            raise InputError(f"reward {what} for {unknown}, which the suite does not hold; its rewards are {names}")
     for name, given in (options or {}).items():
         if not isinstance(given, Mapping):
-            raise ValueError(f"options of reward {name!r} must be a mapping of keyword arguments, got {given!r}")
+            raise InputError(f"options of reward {name!r} must be a mapping of keyword arguments, got {given!r}")
         takes = reward_options(name)
         bad = sorted(set(given) - set(takes)) if takes is not None else []
         if bad:
-            raise ValueError(f"reward {name!r} has no option(s) {bad}; it takes {list(takes or ())}")
+            raise InputError(f"reward {name!r} has no option(s) {bad}; it takes {list(takes or ())}")
         opts.setdefault(name, {}).update(given)
     for name, w in (weights or {}).items():
         if isinstance(w, bool) or not isinstance(w, (int, float)):
-            raise ValueError(f"weight of reward {name!r} must be a number, got {w!r}")
+            raise InputError(f"weight of reward {name!r} must be a number, got {w!r}")
         base_w[name] = float(w)
     specs = [(n, partial(get_reward(n), **opts[n])) if opts.get(n) else n for n in names]
     return RewardSuite(specs, weights=[base_w[n] for n in names])

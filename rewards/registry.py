@@ -31,33 +31,6 @@ REWARDS_VERSION = 2
 _REGISTRY: dict[str, Callable[..., float]] = {}
 
 
-class RewardError(RuntimeError):
-    """A reward raised, or returned something that is not a finite float in [0, 1].
-
-    Parameters
-    ----------
-    name : str
-        The reward's name in its suite.
-    message : str
-        What it did.
-    """
-
-    def __init__(self, name: str, message: str) -> None:
-        super().__init__(f"reward {name!r}: {message}")
-        self.name = name
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Keep the error picklable (executors send errors between processes).
-        return (_rebuild_reward_error, (self.name, str(self)))
-
-
-def _rebuild_reward_error(name: str, text: str) -> RewardError:
-    err = RewardError.__new__(RewardError)
-    RuntimeError.__init__(err, text)
-    err.name = name
-    return err
-
-
 @dataclass(frozen=True)
 class RewardContext:
     """What a reward may know besides the masks, the image and the prior.

@@ -13,9 +13,10 @@ from gymnasium import spaces
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.errors import RewardError
 from samstar_env.params import AmgParams
 from samstar_env.rewards.geometry import diameters, mask_geometry, pixel_size_nm
-from samstar_env.rewards.registry import RewardContext, RewardError, get_reward
+from samstar_env.rewards.registry import RewardContext, get_reward
 
 RewardSpec = str | Callable[..., float] | tuple[str, Callable[..., float]]
 

@@ -1,4 +1,7 @@
-"""TOML reading on every supported Python (tomllib from 3.11, the tomli backport before)."""
+"""TOML reading on every supported Python (tomllib from 3.11, the tomli backport before).
+
+The one place that picks the TOML reader: task files and benchmark suites both read through it.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised only on Python 3.10
     import tomli as tomllib
 
+load = tomllib.load
 loads = tomllib.loads
 TOMLDecodeError = tomllib.TOMLDecodeError
 
-__all__ = ["TOMLDecodeError", "loads"]
+__all__ = ["TOMLDecodeError", "load", "loads"]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from samstar_env.engine import DecodeUnit, decode_units, default_cache_dir
+from samstar_env.errors import InputError, MissingExtraError
 from samstar_env.params import ENV_DIMENSIONS, ParamSpace
 
 # The parameters that decide what is decoded (all others are replayed from cached proposals).
@@ -85,7 +86,7 @@ def _values(space: ParamSpace, name: str) -> tuple[Any, ...]:
         return tuple(d.choices)
     if d.kind == "int" and d.high - d.low <= 64:
         return tuple(range(int(d.low), int(d.high) + 1))
-    raise ValueError(
+    raise InputError(
         f"cache warm: dimension {name!r} is continuous ({d.kind} in [{d.low}, {d.high}]), so the points a space can "
         "reach cannot be listed; make it a grid (Dimension(kind='grid', choices=...)) to warm it"
     )
@@ -244,7 +245,7 @@ def warm(
     space = space if space is not None else task.space
     folder = _cache_folder(cache_dir)
     if executor not in ("local", "dask"):
-        raise ValueError(f"cache warm: executor must be 'local' or 'dask', got {executor!r}")
+        raise InputError(f"cache warm: executor must be 'local' or 'dask', got {executor!r}")
     plan = plan_warm(task.images, space)
     model = load_sam(task.model) if isinstance(task.model, (str, Path)) else task.model
     engine = MaskEngine(model, cache_dir=folder)
@@ -283,7 +284,7 @@ def _warm_dask(task: Any, todo: Sequence[WarmJob], ppb: int, folder: Path, *, sc
     try:
         import distributed
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError('cache warm --executor dask needs the "dist" extra: pip install "samstar[dist]"') from exc
+        raise MissingExtraError('cache warm --executor dask needs the "dist" extra: pip install "samstar[dist]"') from exc
     cluster = None
     if scheduler:
         client = distributed.Client(scheduler)
@@ -328,14 +329,14 @@ def _decode_on_worker(model: Any, image: Any, unit: DecodeUnit, ppb: int, folder
 def _cache_folder(cache_dir: str | Path | None) -> Path:
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if folder is None:
-        raise ValueError("samstar cache: SAMSTAR_CACHE is 'off'; set it to a folder (or unset it for the default)")
+        raise InputError("samstar cache: SAMSTAR_CACHE is 'off'; set it to a folder (or unset it for the default)")
     try:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / ".samstar-write-test"
         probe.write_bytes(b"")
         probe.unlink()
     except OSError as exc:
-        raise ValueError(f"samstar cache: cannot write to the cache folder {str(folder)!r} ({exc.strerror or exc}); "
+        raise InputError(f"samstar cache: cannot write to the cache folder {str(folder)!r} ({exc.strerror or exc}); "
                          "set SAMSTAR_CACHE to a writable folder") from None
     return folder
 
@@ -372,7 +373,7 @@ def cache_info(cache_dir: str | Path | None = None) -> CacheSummary:
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     if folder is None:
-        raise ValueError("samstar cache: SAMSTAR_CACHE is 'off'; no disk cache is in use")
+        raise InputError("samstar cache: SAMSTAR_CACHE is 'off'; no disk cache is in use")
     by_kind: dict[str, list[int]] = {}
     by_model: dict[str, list[int]] = {}
     entries = nbytes = unreadable = 0
@@ -432,12 +433,12 @@ def resolve_task(spec: str, *, images: int | None = None, size: int = 512, model
     from samstar_env.task import make_task
 
     if spec.endswith(".toml") or Path(spec).is_file():
-        from samstar_env.registration import task_from_toml
+        from samstar_env.task_file import task_from_toml
 
         task, _ = task_from_toml(spec)
         if images is not None:
             if not 1 <= images <= len(task.images):
-                raise ValueError(f"cache warm: --images {images} out of range; {spec} has {len(task.images)} images")
+                raise InputError(f"cache warm: --images {images} out of range; {spec} has {len(task.images)} images")
             task = task.replace(images=task.images[:images])
         return task.replace(model=model) if model else task
     kw: dict[str, Any] = {"n_images": images or 1, "n_test_images": 0, "size": (size, size), "space": ParamSpace(ENV_DIMENSIONS)}
@@ -477,7 +478,7 @@ def _run_info(args: argparse.Namespace) -> int:
 def _run_clear(args: argparse.Namespace) -> int:
     folder = default_cache_dir()
     if folder is None:
-        raise ValueError("samstar cache: SAMSTAR_CACHE is 'off'; nothing to clear")
+        raise InputError("samstar cache: SAMSTAR_CACHE is 'off'; nothing to clear")
     if not args.yes:
         s = cache_info()
         print(f"samstar cache clear: would delete {s.entries} entries ({_size(s.nbytes)}) in {folder}; pass --yes to do it")

@@ -13,17 +13,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from samstar_env.errors import CLI_ERRORS
+
 # command -> (module that defines it, one-line help shown by `samstar --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "tune": ("samstar_env.tune", "tune SAM's mask generator on a task with an agent (NSGA-II by default)"),
     "segment": ("samstar_env.segmentation", "segment images with tuned parameters: label TIFF, overlay, particle table"),
-    "stream": ("samstar_env.stream", "segment frames as they arrive in a folder, with a drift monitor"),
+    "stream": ("samstar_env.stream.cli", "segment frames as they arrive in a folder, with a drift monitor"),
     "bench": ("samstar_env.benchmarks.cli", "run a benchmark suite (task x agent x seed); resumable"),
     "report": ("samstar_env.benchmarks.cli", "render a benchmark folder as a static HTML page"),
     "reproduce": ("samstar_env.benchmarks.reproduce", "the SAM* paper's three experiments on the synthetic tasks: paper vs samstar"),
     "cache": ("samstar_env.cache", "prepare (warm), inspect or clear the shared decode cache (SAMSTAR_CACHE)"),
     "data": ("samstar_env.data.cli", "list synthetic tasks; preview micrographs with ground truth"),
-    "train-model": ("samstar_env.models.train_tiny", "train a small SAM (samstar-tiny) on synthetic and EMPS data"),
+    "train-model": ("samstar_env.models.training.cli", "train a small SAM (samstar-tiny) on synthetic and EMPS data"),
 }
 
 
@@ -56,8 +58,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError, RuntimeError, ImportError, KeyError) as exc:
-        # Bad input: one clear line, no traceback; the message names the input and what was expected.
+    except CLI_ERRORS as exc:
+        # Bad input (or a missing extra, a failing reward, a mismatched resume): one clear line, no
+        # traceback; the message names the input and what was expected. Only samstar's own error
+        # types: any other exception is a bug and keeps its traceback.
         print(f"samstar {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -11,13 +11,14 @@ import math
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
 from samstar_env.data.micrograph import Micrograph
+from samstar_env.defaults import ENV_EPISODE_BUDGET
 from samstar_env.observation import (
     IMAGE_FEATURE_HIGH,
     IMAGE_FEATURE_LOW,
@@ -30,6 +31,10 @@ from samstar_env.observation import (
 from samstar_env.params import AmgParams
 from samstar_env.problem import Evaluation, TuningProblem
 from samstar_env.task import Task
+from samstar_env.type_aliases import DecodeCache, RewardSuiteLike, Segmenter
+
+if TYPE_CHECKING:
+    from samstar_env.engine import MaskSet
 
 _log = logging.getLogger("samstar_env.env")
 
@@ -37,8 +42,9 @@ EpisodeMode = Literal["budget", "contextual"]
 ObsMode = Literal["features", "thumbnail"]
 RewardMode = Literal["value", "improvement"]
 
-DEFAULT_BUDGET = 50
-"""Evaluations per tuning session in ``budget`` mode (also the registered ``max_episode_steps``)."""
+DEFAULT_BUDGET = ENV_EPISODE_BUDGET
+"""Evaluations per tuning session in ``budget`` mode (also the registered ``max_episode_steps``);
+:data:`samstar_env.defaults.ENV_EPISODE_BUDGET`."""
 
 _DESCRIPTOR_CACHE_SIZE = 4096
 
@@ -50,14 +56,15 @@ class ActionClippedWarning(UserWarning):
     """An action outside ``[-1, 1]`` was clipped onto the action space before decoding."""
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True)
 class EvalCost:
-    """What one evaluation cost (``info["cost"]``): a measurement, not an outcome.
+    """What one evaluation cost (:attr:`SamStarEnv.last_cost`): a measurement, not an outcome.
 
-    Any two ``EvalCost`` values compare equal. Wall-clock time and cache hits depend on what ran
-    before (the second identical evaluation is a cache hit), not on the seed and the action, so they
-    must not make two otherwise identical transitions differ -- that is what Gymnasium's
-    ``check_env`` determinism check and users comparing ``info`` dicts test.
+    Wall-clock time and cache hits depend on what ran before (the second identical evaluation is a
+    cache hit), not on the seed and the action, so they are kept out of the step's ``info``: that
+    dict holds only what the seed and the action determine, which is what Gymnasium's ``check_env``
+    determinism check and users comparing ``info`` dicts compare. Two costs compare equal when
+    every field is equal.
 
     Parameters
     ----------
@@ -67,6 +74,13 @@ class EvalCost:
         Engine cache hits and misses during this evaluation, summed over the engine's caches.
     engine : mapping
         All engine counters' changes during this evaluation (``"a.b" -> number``).
+
+    Examples
+    --------
+    >>> EvalCost(seconds=0.5, cache_hits=2) == EvalCost(seconds=0.5, cache_hits=2)
+    True
+    >>> EvalCost(seconds=0.5) == EvalCost(seconds=0.7)
+    False
     """
 
     seconds: float
@@ -74,11 +88,9 @@ class EvalCost:
     cache_misses: int = 0
     engine: Mapping[str, float] = field(default_factory=dict)
 
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, EvalCost)
-
     def __hash__(self) -> int:
-        return hash(EvalCost)
+        # The engine mapping is a dict: hash what identifies the measurement without it.
+        return hash((self.seconds, self.cache_hits, self.cache_misses, tuple(sorted(self.engine.items()))))
 
     @classmethod
     def of(cls, ev: Evaluation) -> EvalCost:
@@ -232,12 +244,16 @@ class SamStarEnv(gym.Env):
     ``info`` after ``step``: ``params`` (the decoded :class:`~samstar_env.params.AmgParams`),
     ``action`` (the clipped action evaluated), ``rewards`` (name -> value of the evaluation),
     ``n_masks`` (total), ``n_masks_per_image``, ``reward_details`` (one suite details dict per
-    image), ``cost`` (an :class:`EvalCost`: seconds, cache hits and misses), ``image_names``,
-    ``evaluation_index`` (0-based), ``best_rewards``, and ``gt`` (only with ``gt_metrics=True``
-    and labelled images). After ``reset``: ``image_names`` and ``descriptors`` (name -> value).
+    image), ``image_names``, ``evaluation_index`` (0-based), ``best_rewards``, and ``gt`` (only
+    with ``gt_metrics=True`` and labelled images): only what the seed and the action determine.
+    What the step cost (seconds, cache hits and misses) is :attr:`last_cost`. After ``reset``:
+    ``image_names`` and ``descriptors`` (name -> value).
 
     ## Version History
 
+    * v2 (later, same id): what an evaluation cost (wall time, cache hits and misses) left ``info``
+      for :attr:`last_cost`, so ``info`` holds only what the seed and the action decide and
+      Gymnasium's determinism check compares it whole; observations, rewards and dynamics unchanged.
     * v2: the registered ids' default space is ``ParamSpace.env_default()`` (crop layers 0-1,
       downscale factor 1-2, SAM's crop overlap), every action of which ``samstar cache warm``
       decodes ahead, so a step after warming is a replay (v1: the full default space, where a
@@ -261,7 +277,7 @@ class SamStarEnv(gym.Env):
         thumbnail_size: int = 64,
         reward_mode: RewardMode = "value",
         gt_metrics: bool = False,
-        engine: Any | None = None,
+        engine: Segmenter[MaskSet] | None = None,
         device: str = "auto",
     ) -> None:
         if not isinstance(task, Task):
@@ -336,12 +352,23 @@ class SamStarEnv(gym.Env):
         self._prev_reward = np.zeros(k, np.float32)
         self._best = np.zeros(k, np.float32)
         self._t = 0
+        self._last_cost: EvalCost | None = None
 
     # -- MO-Gymnasium / introspection -----------------------------------------------------------
     @property
-    def reward_suite(self) -> Any:
+    def reward_suite(self) -> RewardSuiteLike[MaskSet]:
         """The task's ``RewardSuite`` (its ``scalarize`` is the default scalarization)."""
         return self.task.rewards
+
+    @property
+    def last_cost(self) -> EvalCost | None:
+        """What the latest step's evaluation cost (seconds, cache hits and misses, engine counters).
+
+        ``None`` before the first step of an episode. Not in the step's ``info``: it depends on what
+        ran before, not on the seed and the action (see :class:`EvalCost`). Through wrappers:
+        ``env.unwrapped.last_cost``.
+        """
+        return self._last_cost
 
     @property
     def images(self) -> tuple[Micrograph, ...]:
@@ -384,6 +411,7 @@ class SamStarEnv(gym.Env):
         self._prev_reward = np.zeros(self.reward_dim, np.float32)
         self._best = np.zeros(self.reward_dim, np.float32)
         self._t = 0
+        self._last_cost = None
         info = {
             "image_names": tuple(im.name for im in self._images),
             "descriptors": dict(zip(IMAGE_FEATURE_NAMES, (float(v) for v in self._image_features), strict=True)),
@@ -413,6 +441,7 @@ class SamStarEnv(gym.Env):
         self._prev_action = self.space.encode(params)
         self._prev_reward = vec.copy()
         self._t += 1
+        self._last_cost = EvalCost.of(ev)
         terminated = self._t >= self.budget
 
         info: dict[str, Any] = {
@@ -422,7 +451,6 @@ class SamStarEnv(gym.Env):
             "n_masks": int(sum(ev.n_masks)),
             "n_masks_per_image": tuple(int(n) for n in ev.n_masks),
             "reward_details": [_plain(d) for d in ev.details.get("rewards", [])],
-            "cost": EvalCost.of(ev),
             "image_names": tuple(im.name for im in self._images),
             "evaluation_index": self._t - 1,
             "best_rewards": self._best.copy(),
@@ -436,10 +464,9 @@ class SamStarEnv(gym.Env):
         # A step that must decode costs seconds to minutes instead of milliseconds: say so, and how
         # to avoid it. Engines without the cache interface (a user's Segmenter) are not asked.
         engine = self.problem.engine
-        missing_of = getattr(engine, "missing_units", None)
-        if missing_of is None:
+        if not isinstance(engine, DecodeCache):
             return
-        missing = [u for im in self._images for u in missing_of(im, params)]
+        missing = [u for im in self.images for u in engine.missing_units(im, params)]
         if not missing:
             return
         secs = engine.expected_decode_seconds(missing)

@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.data.polarity import particle_split
 
 # Images above this side are block-averaged before the scale-space analysis: the LoG stack costs
 # O(pixels x scales) (measured 1.1 s for a 512 px image with scales up to side/4, 0.1 s at 256 px and
@@ -53,7 +54,8 @@ class ImageDescriptors:
     scale_frac : float in [0, 1]
         LoG diameter in pixels over sqrt(H W): particles per image side, inverted.
     foreground_fraction : float in [0, 1]
-        Fraction of pixels on the particle side of Otsu's threshold.
+        Fraction of pixels on the particle side of Otsu's threshold (of the 1-px-smoothed image,
+        :func:`samstar_env.data.polarity.particle_split`, the split the rewards use).
     polarity : float in {-1, 1}
         +1 when particles are brighter than the background, -1 when darker; from the modality when
         known, else estimated (the minority side of Otsu's threshold is the particle side).
@@ -111,22 +113,6 @@ def noise_sigma(image: np.ndarray) -> float:
     # Orthonormal Haar HH band: smooth structure cancels, white noise keeps its sigma.
     hh = (a - b - c + d) / 2.0
     return float(np.median(np.abs(hh)) / 0.6745)
-
-
-def otsu_threshold(image: np.ndarray, *, bins: int = 256) -> float:
-    """Otsu's threshold of values in [0, 1] (midpoint of the best histogram split)."""
-    hist, edges = np.histogram(np.asarray(image, dtype=np.float64), bins=bins, range=(0.0, 1.0))
-    centers = (edges[:-1] + edges[1:]) / 2.0
-    w0 = np.cumsum(hist).astype(np.float64)
-    w1 = w0[-1] - w0
-    s0 = np.cumsum(hist * centers)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        m0 = s0 / w0
-        m1 = (s0[-1] - s0) / w1
-        between = w0 * w1 * (m0 - m1) ** 2
-    between = np.nan_to_num(between, nan=-1.0)
-    i = int(np.argmax(between))
-    return float(edges[i + 1])
 
 
 def characteristic_diameter_px(image: np.ndarray, *, bright: bool = True) -> float:
@@ -194,14 +180,10 @@ def describe_image(image: Micrograph, prior: PhysicsPrior | None = None) -> Imag
     """
     img = np.asarray(image.image, dtype=np.float64)
     q = np.quantile(img, _QUANTILES)
-    t = otsu_threshold(img)
-    above = float((img > t).mean())
-    pol = image.polarity if image.polarity != "unknown" else (prior.polarity if prior is not None else "unknown")
-    if pol == "unknown":
-        # Particles are the minority phase in the dispersed samples this targets.
-        pol = "bright" if above <= 0.5 else "dark"
-    bright = pol == "bright"
-    fg = above if bright else float((img <= t).mean())
+    # The rewards' own threshold and polarity rule, so the policy and the rewards agree on the phase.
+    split = particle_split(image, prior)
+    bright = split.polarity == "bright"
+    fg = split.particle_fraction()
     d_px = characteristic_diameter_px(img, bright=bright)
     px_nm = prior.pixel_size_for(image) if prior is not None else image.pixel_size_nm
     if px_nm is not None:

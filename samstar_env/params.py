@@ -16,6 +16,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samstar_env.errors import InputError
+
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
 
 
@@ -25,7 +27,7 @@ def _in(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False,
     if not (ok_lo and ok_hi) or (isinstance(value, float) and math.isnan(value)):
         lb = "(" if lo_open else "["
         rb = ")" if hi_open else "]"
-        raise ValueError(f"AmgParams.{name}={value!r} is out of range; expected a value in {lb}{lo}, {hi}{rb}")
+        raise InputError(f"AmgParams.{name}={value!r} is out of range; expected a value in {lb}{lo}, {hi}{rb}")
 
 
 def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
@@ -37,7 +39,7 @@ def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
     value = int(value)
     if value < lo or (hi is not None and value > hi):
         rng = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
-        raise ValueError(f"AmgParams.{name}={value} is out of range; expected an integer {rng}")
+        raise InputError(f"AmgParams.{name}={value} is out of range; expected an integer {rng}")
     return value
 
 
@@ -122,7 +124,7 @@ class AmgParams:
         )
         set_("min_mask_region_area", _int("min_mask_region_area", self.min_mask_region_area, 0))
         if self.output_mode not in OUTPUT_MODES:
-            raise ValueError(f"AmgParams.output_mode={self.output_mode!r}; expected one of {OUTPUT_MODES}")
+            raise InputError(f"AmgParams.output_mode={self.output_mode!r}; expected one of {OUTPUT_MODES}")
         if self.point_grids is not None:
             grids = tuple(tuple((float(x), float(y)) for x, y in np.asarray(g, float).reshape(-1, 2)) for g in self.point_grids)
             if len(grids) != self.crop_n_layers + 1:
@@ -163,7 +165,7 @@ class AmgParams:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"AmgParams: unknown parameter(s) {unknown}; expected some of {sorted(known)}")
+            raise InputError(f"AmgParams: unknown parameter(s) {unknown}; expected some of {sorted(known)}")
         d = dict(data)
         if d.get("point_grids") is not None:
             d["point_grids"] = tuple(tuple(tuple(p) for p in g) for g in d["point_grids"])
@@ -184,11 +186,11 @@ class AmgParams:
             try:
                 data = json.load(fh)
             except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}: not a valid JSON parameter file ({exc})") from exc
+                raise InputError(f"{path}: not a valid JSON parameter file ({exc})") from exc
         if isinstance(data, dict) and "params" in data and isinstance(data["params"], dict):
             data = data["params"]
         if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a JSON object of AMG parameters")
+            raise InputError(f"{path}: expected a JSON object of AMG parameters")
         return cls.from_dict(data)
 
 
@@ -220,16 +222,16 @@ class Dimension:
 
     def __post_init__(self) -> None:
         if self.name not in {f.name for f in fields(AmgParams)}:
-            raise ValueError(f"Dimension {self.name!r} is not an AmgParams field")
+            raise InputError(f"Dimension {self.name!r} is not an AmgParams field")
         if self.kind not in ("float", "int", "log", "grid"):
-            raise ValueError(f"Dimension {self.name!r}: kind must be float, int, log or grid, got {self.kind!r}")
+            raise InputError(f"Dimension {self.name!r}: kind must be float, int, log or grid, got {self.kind!r}")
         if self.kind == "grid":
             if len(self.choices) < 1:
-                raise ValueError(f"Dimension {self.name!r}: a grid needs at least one choice")
+                raise InputError(f"Dimension {self.name!r}: a grid needs at least one choice")
         elif not self.low < self.high:
-            raise ValueError(f"Dimension {self.name!r}: need low < high, got [{self.low}, {self.high}]")
+            raise InputError(f"Dimension {self.name!r}: need low < high, got [{self.low}, {self.high}]")
         if self.kind == "log" and self.low <= 0:
-            raise ValueError(f"Dimension {self.name!r}: a log scale needs low > 0, got {self.low}")
+            raise InputError(f"Dimension {self.name!r}: a log scale needs low > 0, got {self.low}")
 
     def decode(self, x: float) -> Any:
         """Map ``x`` in [-1, 1] (clipped) to a parameter value."""
@@ -326,10 +328,10 @@ class ParamSpace:
     def __post_init__(self) -> None:
         names = [d.name for d in self.dimensions]
         if len(set(names)) != len(names):
-            raise ValueError(f"ParamSpace: duplicate dimensions in {names}")
+            raise InputError(f"ParamSpace: duplicate dimensions in {names}")
         for bad in ("points_per_batch", "point_grids", "output_mode"):
             if bad in names:
-                raise ValueError(f"ParamSpace: {bad} is not a tunable parameter")
+                raise InputError(f"ParamSpace: {bad} is not a tunable parameter")
 
     @classmethod
     def default(cls, **base_overrides: Any) -> ParamSpace:
@@ -347,7 +349,7 @@ class ParamSpace:
         by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
         missing = [n for n in names if n not in by_name]
         if missing:
-            raise ValueError(f"ParamSpace.subset: unknown dimension(s) {missing}; expected some of {list(by_name)}")
+            raise InputError(f"ParamSpace.subset: unknown dimension(s) {missing}; expected some of {list(by_name)}")
         return cls(dimensions=tuple(by_name[n] for n in names), base=base or AmgParams())
 
     @property

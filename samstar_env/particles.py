@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.jsonutil import to_jsonable
 
 # (name, unit, definition) -- the single source for the CSV header, the docs and the report.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -182,18 +183,17 @@ class ParticleSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (NaN becomes ``None``)."""
-        def clean(v: Any) -> Any:
-            return None if isinstance(v, float) and not math.isfinite(v) else v
-
-        return {
-            "count": self.count,
-            f"mean_diameter_{self.unit}": clean(self.mean_diameter),
-            f"median_diameter_{self.unit}": clean(self.median_diameter),
-            f"std_diameter_{self.unit}": clean(self.std_diameter),
-            "unit": self.unit,
-            "pixel_size_nm": self.pixel_size_nm,
-            "pixel_size_source": self.pixel_size_source,
-        }
+        return to_jsonable(
+            {
+                "count": self.count,
+                f"mean_diameter_{self.unit}": self.mean_diameter,
+                f"median_diameter_{self.unit}": self.median_diameter,
+                f"std_diameter_{self.unit}": self.std_diameter,
+                "unit": self.unit,
+                "pixel_size_nm": self.pixel_size_nm,
+                "pixel_size_source": self.pixel_size_source,
+            }
+        )
 
 
 def summarize_diameters(diameters: np.ndarray, *, unit: str, pixel_size_nm: float | None = None, pixel_size_source: str = "none") -> ParticleSummary:

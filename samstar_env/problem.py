@@ -10,16 +10,20 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samstar_env.data.micrograph import Micrograph
 from samstar_env.params import AmgParams, ParamSpace
 from samstar_env.task import Task
+from samstar_env.type_aliases import Segmenter
+
+if TYPE_CHECKING:
+    from samstar_env.engine import MaskEngine, MaskSet
 
 
 @dataclass(frozen=True)
@@ -108,7 +112,7 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _mean_metrics(per_image: list[Mapping[str, Any]]) -> dict[str, Any]:
+def _mean_metrics(per_image: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """Average ground-truth metric dicts over images, key by key.
 
     Numbers (counts included) become the mean over the images where they are defined; a metric
@@ -170,11 +174,11 @@ def _stats_delta(before: Mapping[str, float], after: Mapping[str, float]) -> dic
 
 # One engine per (model, device) per process: every problem on the same model shares its caches,
 # which is exact (the engine equals AMG) and makes benchmark suites far cheaper.
-_ENGINES: dict[tuple[str, str], Any] = {}
+_ENGINES: dict[tuple[str, str], MaskEngine] = {}
 _ENGINES_LOCK = threading.Lock()
 
 
-def shared_engine(model: Any, *, device: str = "auto") -> Any:
+def shared_engine(model: Any, *, device: str = "auto") -> MaskEngine:
     """The process-wide :class:`~samstar_env.engine.MaskEngine` for ``model`` (loaded once).
 
     Parameters
@@ -238,16 +242,21 @@ class TuningProblem:
 
     Examples
     --------
+    Skipped when the docs are tested: an evaluation loads the task's model and segments (seconds
+    to minutes on a CPU); ``tests/test_env.py`` evaluates on a small random-weight model.
+
     >>> problem = TuningProblem(make_task("perovskite"))          # doctest: +SKIP
     >>> ev = problem.evaluate(problem.search_space.base)          # doctest: +SKIP
     >>> dict(zip(ev.reward_names, ev.rewards))                    # doctest: +SKIP
     """
 
-    def __init__(self, task: Task, *, gt_metrics: bool = False, engine: Any | None = None, device: str = "auto") -> None:
+    def __init__(
+        self, task: Task, *, gt_metrics: bool = False, engine: Segmenter[MaskSet] | None = None, device: str = "auto"
+    ) -> None:
         self.task = task
         self.gt_metrics = bool(gt_metrics)
         self.device = device
-        self._engine = engine
+        self._engine: Segmenter[MaskSet] | None = engine
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -266,8 +275,8 @@ class TuningProblem:
         return ("maximize",) * len(self.reward_names)
 
     @property
-    def engine(self) -> Any:
-        """The mask engine (created on first use)."""
+    def engine(self) -> Segmenter[MaskSet]:
+        """The mask engine (created on first use): a MaskEngine, or any :class:`~samstar_env.type_aliases.Segmenter`."""
         if self._engine is None:
             self._engine = shared_engine(self.task.model, device=self.device)
         return self._engine
@@ -300,7 +309,7 @@ class TuningProblem:
             n_masks.append(len(masks))
             details.append(det)
             if self.gt_metrics and im.labels is not None:
-                from samstar_env.benchmarks.metrics import gt_metrics
+                from samstar_env.metrics.ground_truth import gt_metrics
 
                 gts.append(gt_metrics(masks, im))
         cost = time.perf_counter() - t0

@@ -41,7 +41,10 @@ from typing import Any
 import numpy as np
 
 from samstar_env.data.micrograph import Micrograph
+from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.errors import InputError, MissingFileError
+from samstar_env.models.registry import recommended_params
 from samstar_env.params import AmgParams
 from samstar_env.particles import (
     ParticleSummary,
@@ -51,8 +54,8 @@ from samstar_env.particles import (
     save_size_histogram,
     summarize_diameters,
 )
+from samstar_env.type_aliases import Segmenter
 
-DEFAULT_MODEL = "samstar-tiny"
 ImageInput = str | Path | Micrograph | np.ndarray
 
 
@@ -106,11 +109,30 @@ def resolve_params(params: AmgParams | str | Path | Mapping[str, Any] | None) ->
         return params
     if isinstance(params, (str, Path)):
         if not Path(params).is_file():
-            raise FileNotFoundError(f"parameter file {params} not found")
+            raise MissingFileError(f"parameter file {params} not found")
         return AmgParams.from_json(str(params))
     if isinstance(params, Mapping):
         return AmgParams.from_dict(params["params"] if "params" in params else params)
     raise TypeError(f"params must be AmgParams, a JSON path or a mapping, got {type(params).__name__}")
+
+
+def choose_params(params: AmgParams | str | Path | Mapping[str, Any] | None, *, model: Any) -> tuple[AmgParams, str]:
+    """The parameters a run uses and where they come from (for the log and the summary).
+
+    Given parameters win; with none, a registered model's recommended operating point (the
+    registry's, e.g. samstar-tiny's label-free tuned point), else SAM's defaults (what SAM's own
+    checkpoints are meant to be used with).
+
+    Examples
+    --------
+    >>> choose_params(None, model="/my/sam_vit_b.pth")[1]
+    "SAM's defaults"
+    >>> choose_params({"pred_iou_thresh": 0.5}, model="samstar-tiny")[1]
+    'given parameters'
+    """
+    if params is not None:
+        return resolve_params(params), f"parameter file {params}" if isinstance(params, (str, Path)) else "given parameters"
+    return recommended_params(model if isinstance(model, (str, Path)) else None)
 
 
 class DirectAmg:
@@ -118,7 +140,7 @@ class DirectAmg:
 
     The reference segmenter (tests and benchmarks compare with it). ``segment`` and ``stream`` use a
     :class:`~samstar_env.engine.MaskEngine` instead (:func:`resolve_engine`): its cold path is faster
-    than AMG (0.7-0.85x on 2 CPU cores, ``benchmarks/bench_engine.py``) and its memory is bounded
+    than AMG (0.7-0.85x on 2 CPU cores, ``benchmarks/scripts/bench_engine.py``) and its memory is bounded
     by a sub-batch of logits rather than by a point batch of full-size logits, which is what a
     4k camera frame needs; it gives the same masks.
 
@@ -163,7 +185,7 @@ _MODELS: dict[tuple[str, str], Any] = {}
 FRAME_CACHE_BYTES = 512 << 20
 
 
-def resolve_engine(model: Any, *, device: str = "auto") -> Any:
+def resolve_engine(model: Any, *, device: str = "auto") -> Segmenter[MaskSet]:
     """The segmenter for a name, a checkpoint path, a ``Sam`` or an engine.
 
     A ``MaskEngine`` (or anything with its ``generate(image, params)``) is used as given; a ``Sam``, a
@@ -278,7 +300,7 @@ def _unique_stems(names: Sequence[str]) -> list[str]:
 
 def segment_one(
     micrograph: Micrograph,
-    engine: Any,
+    engine: Segmenter[MaskSet],
     params: AmgParams,
     *,
     pixel_size_source: str,
@@ -323,7 +345,9 @@ def pooled_summary(results: Sequence[SegmentationResult]) -> ParticleSummary:
     )
 
 
-def write_summary(results: Sequence[SegmentationResult], out_dir: Path, *, params: AmgParams, model: str) -> dict[str, Path]:
+def write_summary(
+    results: Sequence[SegmentationResult], out_dir: Path, *, params: AmgParams, model: str, params_source: str = "given parameters"
+) -> dict[str, Path]:
     """``summary.json``, ``summary.csv`` and ``size_histogram.png`` for a run."""
     import csv
 
@@ -334,6 +358,7 @@ def write_summary(results: Sequence[SegmentationResult], out_dir: Path, *, param
     doc = {
         "model": model,
         "params": params.to_dict(),
+        "params_source": params_source,
         "images": [
             {
                 "name": r.name,
@@ -384,7 +409,9 @@ def segment(
         Image files (png, jpg, tif, EM formats with the ``em`` extra), loaded with
         :func:`samstar_env.data.loaders.load_image`, or in-memory images.
     params : AmgParams, path or mapping, optional
-        The configuration (e.g. ``best_params.json`` from ``samstar tune``); default SAM's defaults.
+        The configuration (e.g. ``best_params.json`` from ``samstar tune``); by default the model's
+        recommended operating point (samstar-tiny's from the registry), else SAM's defaults (see
+        :func:`choose_params`; the summary records which).
     model : str, Path, Sam or MaskEngine
         ``"samstar-tiny"``, a checkpoint path, a ``segment_anything`` ``Sam`` or an engine.
     pixel_size_nm : float, optional
@@ -403,6 +430,9 @@ def segment(
 
     Examples
     --------
+    Skipped when the docs are tested: it needs the two images and a parameter file on disk, and
+    loads a model (``tests/test_segment.py`` runs the same call on generated files).
+
     >>> res = samstar_env.segment(["a.tif", "b.tif"], params="best_params.json", out_dir="out")  # doctest: +SKIP
     >>> res[0].table["equivalent_diameter_nm"]  # doctest: +SKIP
     """
@@ -410,8 +440,8 @@ def segment(
         images = [images]
     items = list(images)
     if not items:
-        raise ValueError("segment: no images given")
-    amg = resolve_params(params)
+        raise InputError("segment: no images given")
+    amg, source = choose_params(params, model=model)
     engine = resolve_engine(model, device=device)
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -426,11 +456,13 @@ def segment(
         for (m, src), stem in zip(loaded, stems, strict=True)
     ]
     if out is not None:
-        write_summary(results, out, params=amg, model=str(model) if isinstance(model, (str, Path)) else type(model).__name__)
+        model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
+        write_summary(results, out, params=amg, model=model_name, params_source=source)
     return results
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    print(f"parameters: {choose_params(args.params, model=args.model)[1]}", file=sys.stderr)
     results = segment(
         args.images,
         params=args.params,
@@ -458,7 +490,8 @@ def add_cli(subparsers: Any) -> None:
         description=__doc__.split("\n\n")[0],
     )
     p.add_argument("images", nargs="+", help="image files (png, jpg, tif; dm3/dm4/emd/ser/mrc with samstar[em])")
-    p.add_argument("--params", default=None, help="best_params.json or AmgParams JSON (default: SAM's defaults)")
+    p.add_argument("--params", default=None, help="best_params.json or AmgParams JSON (default: the model's recommended operating point; SAM's defaults for a SAM checkpoint)",
+    )
     p.add_argument("--model", default=DEFAULT_MODEL, help="samstar-tiny or a SAM checkpoint path (default: %(default)s)")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="nm per pixel; overrides the files' calibration")
     p.add_argument("-o", "--out", required=True, help="output folder")

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.defaults import DEFAULT_MODEL
+from samstar_env.errors import InputError
 from samstar_env.params import ParamSpace
-
-DEFAULT_MODEL = "samstar-tiny"
 
 
 @dataclass(frozen=True, eq=False)
@@ -97,13 +97,13 @@ def make_task(
     from samstar_env.rewards import RewardSuite, preset
 
     if name not in TASKS:
-        raise ValueError(f"unknown task {name!r}; expected one of {TASKS} (or a task .toml file)")
+        raise InputError(f"unknown task {name!r}; expected one of {TASKS} (or a task .toml file)")
     tune = split_seeds(name, "tune")
     test = split_seeds(name, "test")
     if not 1 <= n_images <= len(tune):
-        raise ValueError(f"n_images={n_images} out of range; task {name!r} has {len(tune)} tune images")
+        raise InputError(f"n_images={n_images} out of range; task {name!r} has {len(tune)} tune images")
     if not 0 <= n_test_images <= len(test):
-        raise ValueError(f"n_test_images={n_test_images} out of range; task {name!r} has {len(test)} test images")
+        raise InputError(f"n_test_images={n_test_images} out of range; task {name!r} has {len(test)} test images")
     if rewards is None:
         suite = preset(name)
     elif isinstance(rewards, RewardSuite):

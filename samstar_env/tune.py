@@ -15,7 +15,7 @@ The run folder (``--out``) holds:
 ``--resume`` replays the journal into the agent without evaluating again (agents are deterministic,
 so re-asking yields the journaled actions; a mismatch is an error) and continues to the budget.
 
-Hypervolume (progress bar, TensorBoard) uses :func:`samstar_env.benchmarks.mo_metrics.hypervolume`:
+Hypervolume (progress bar, TensorBoard) uses :func:`samstar_env.metrics.multiobjective.hypervolume`:
 rewards are in [0, 1] and the reference point is reward 0 on every objective (the worst possible
 value), so the value lies in [0, 1], is comparable across runs, and any evaluation with all rewards
 above 0 contributes.
@@ -25,25 +25,33 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from samstar_env.agents import RunState, Trial, TuningResult, make_agent
+from samstar_env.defaults import TUNE_BUDGET
+from samstar_env.errors import InputError, MissingFileError
+from samstar_env.journal import Journal
+from samstar_env.jsonutil import to_jsonable
 from samstar_env.params import DEFAULT_DIMENSIONS, ParamSpace
 from samstar_env.rewards.registry import REWARDS_VERSION
+
+if TYPE_CHECKING:
+    # Imported where used (the CLI's --help must not load the problem's dependencies).
+    from samstar_env.problem import TuningProblem
+    from samstar_env.task import Task
 
 JOURNAL_FORMAT = "samstar-tune-journal/1"
 
 # `samstar tune perovskite` with no options is the README's first command and must finish in a few
 # minutes on 2 CPU cores with the shipped samstar-tiny. Measured (see the report in issue 7): an
 # NSGA-II run of 60 evaluations (population 12, 5 generations) on one 256 x 256 perovskite image.
-DEFAULT_BUDGET = 60
+DEFAULT_BUDGET = TUNE_BUDGET  # not the env's episode budget: see samstar_env.defaults
 DEFAULT_SIZE = 256
 DEFAULT_AGENT_OPTIONS: dict[str, dict[str, Any]] = {"nsga2": {"pop_size": 12}}
 DEFAULT_PICKS = ("knee", "balanced")
@@ -118,13 +126,13 @@ class TuneConfig:
 
 
 # -- task --------------------------------------------------------------------------------------
-def resolve_task(cfg: TuneConfig) -> Any:
+def resolve_task(cfg: TuneConfig) -> Task:
     """Build the :class:`~samstar_env.task.Task` named by ``cfg.task`` (a name or a ``.toml`` file)."""
     from samstar_env.task import make_task
 
     spec = cfg.task
     if spec.endswith(".toml") or Path(spec).is_file():
-        from samstar_env.registration import task_from_toml
+        from samstar_env.task_file import task_from_toml
 
         task, _env_options = task_from_toml(spec)
         if cfg.model is not None:
@@ -142,69 +150,26 @@ def resolve_task(cfg: TuneConfig) -> Any:
 
 
 # -- journal -----------------------------------------------------------------------------------
-class Journal:
-    """Append-only JSON-lines journal: a header, then one trial per line, fsynced per line.
-
-    A line cut short by a kill is detected on reading (it does not parse) and cut off before new
-    lines are appended, so the file stays valid JSON lines.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._fh: Any = None
-
-    def read(self) -> tuple[dict[str, Any], list[Trial]]:
-        """The header and the journaled trials (a trailing partial line is dropped)."""
-        header: dict[str, Any] | None = None
-        trials: list[Trial] = []
-        good_bytes = 0
-        with self.path.open("rb") as fh:
-            for raw in fh:
-                try:
-                    if not raw.endswith(b"\n"):
-                        raise ValueError("partial line")
-                    rec = json.loads(raw)
-                except ValueError:
-                    break  # cut short by a crash: everything after it is discarded
-                if rec.get("kind") == "header":
-                    header = rec
-                elif rec.get("kind") == "trial":
-                    t = Trial.from_dict(rec)
-                    if t.index != len(trials):
-                        raise ValueError(f"{self.path}: trial {t.index} out of order (expected {len(trials)})")
-                    trials.append(t)
-                good_bytes += len(raw)
-        if header is None or header.get("format") != JOURNAL_FORMAT:
-            raise ValueError(f"{self.path}: not a samstar tune journal (no {JOURNAL_FORMAT} header)")
-        self._good_bytes = good_bytes
-        return header, trials
-
-    def open(self, header: Mapping[str, Any] | None) -> None:
-        """Open for appending (writing ``header`` first on a new journal)."""
-        if header is None:
-            with self.path.open("r+b") as fh:
-                fh.truncate(self._good_bytes)
-            self._fh = self.path.open("a", encoding="utf-8")
-        else:
-            self._fh = self.path.open("w", encoding="utf-8")
-            self._write({"kind": "header", **header})
-
-    def append(self, trial: Trial) -> None:
-        """Write one trial durably."""
-        self._write({"kind": "trial", **trial.to_dict()})
-
-    def _write(self, rec: Mapping[str, Any]) -> None:
-        self._fh.write(json.dumps(rec) + "\n")
-        self._fh.flush()
-        os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+# The file is a samstar_env.journal.Journal (fsynced lines; a torn last line is skipped and cut off
+# before the next append); reading gives its records their tune meaning.
+def _read_journal(journal: Journal) -> tuple[dict[str, Any], list[Trial]]:
+    """The header and the journaled trials, which must be numbered 0, 1, ... without a gap."""
+    header: dict[str, Any] | None = None
+    trials: list[Trial] = []
+    for rec in journal.read():
+        if rec.get("kind") == "header":
+            header = rec
+        elif rec.get("kind") == "trial":
+            t = Trial.from_dict(rec)
+            if t.index != len(trials):
+                raise InputError(f"{journal.path}: trial {t.index} out of order (expected {len(trials)})")
+            trials.append(t)
+    if header is None or header.get("format") != JOURNAL_FORMAT:
+        raise InputError(f"{journal.path}: not a samstar tune journal (no {JOURNAL_FORMAT} header)")
+    return header, trials
 
 
-def _header(cfg: TuneConfig, task: Any) -> dict[str, Any]:
+def _header(cfg: TuneConfig, task: Task) -> dict[str, Any]:
     return {
         "format": JOURNAL_FORMAT,
         "task": cfg.task,
@@ -214,7 +179,7 @@ def _header(cfg: TuneConfig, task: Any) -> dict[str, Any]:
         "budget": cfg.budget,
         "reward_names": list(task.rewards.names),
         # Task files can set reward options and weights; a resume under other ones would mix scores.
-        "reward_options": json.loads(json.dumps(list(task.rewards.options), default=repr)),
+        "reward_options": to_jsonable(list(task.rewards.options), fallback=repr),
         "reward_weights": [round(float(w), 12) for w in task.rewards.weights],
         # Journaled rewards were scored under these definitions; a resume under others would mix them.
         "rewards_version": REWARDS_VERSION,
@@ -235,11 +200,11 @@ def _check_resumable(old: Mapping[str, Any], new: Mapping[str, Any], path: Path)
     diffs = [
         k for k in new
         if k not in ("budget", "format") and not (k in _ADDED_HEADER_KEYS and k not in old)
-        and json.loads(json.dumps(new[k])) != old.get(k)
+        and to_jsonable(new[k]) != old.get(k)
     ]
     if diffs:
         detail = "; ".join(f"{k}: journal {old.get(k)!r} vs now {new[k]!r}" for k in diffs)
-        raise ValueError(f"cannot resume {path}: the run's settings changed ({detail})")
+        raise InputError(f"cannot resume {path}: the run's settings changed ({detail})")
 
 
 # -- callbacks ---------------------------------------------------------------------------------
@@ -256,7 +221,7 @@ class _Progress:
         self.bar = tqdm(total=budget, desc="tune", unit="eval", disable=not enabled, dynamic_ncols=True)
 
     def __call__(self, state: RunState) -> None:
-        from samstar_env.benchmarks.mo_metrics import hypervolume
+        from samstar_env.metrics.multiobjective import hypervolume
 
         r = np.stack([t.rewards for t in state.trials])
         best = r.max(axis=0)
@@ -280,7 +245,7 @@ class _TensorBoard:
     def __call__(self, state: RunState) -> None:
         if state.replayed:
             return  # logged by the interrupted process already
-        from samstar_env.benchmarks.mo_metrics import hypervolume
+        from samstar_env.metrics.multiobjective import hypervolume
 
         t = state.trial
         for n, v in zip(state.reward_names, t.rewards, strict=True):
@@ -299,29 +264,28 @@ def tune(cfg: TuneConfig) -> TuningResult:
     out = Path(cfg.out)
     jpath = out / "journal.jsonl"
     if cfg.budget < 1:
-        raise ValueError(f"--budget must be >= 1, got {cfg.budget}")
+        raise InputError(f"--budget must be >= 1, got {cfg.budget}")
     if cfg.resume and not jpath.is_file():
-        raise FileNotFoundError(f"--resume: no journal at {jpath}")
+        raise MissingFileError(f"--resume: no journal at {jpath}")
     if not cfg.resume and jpath.exists():
-        raise ValueError(f"{out} already holds a run (journal.jsonl); pass --resume to continue it, or choose another --out")
+        raise InputError(f"{out} already holds a run (journal.jsonl); pass --resume to continue it, or choose another --out")
     task = resolve_task(cfg)
     agent = make_agent(cfg.agent, **cfg.options)
     header = _header(cfg, task)
     journal = Journal(jpath)
     replay: list[Trial] = []
     if cfg.resume:
-        old, replay = journal.read()
+        old, replay = _read_journal(journal)
         _check_resumable(old, header, jpath)
         if len(replay) > cfg.budget:
-            raise ValueError(f"cannot resume {jpath}: it holds {len(replay)} evaluations, more than --budget {cfg.budget}")
-        journal.open(None)
+            raise InputError(f"cannot resume {jpath}: it holds {len(replay)} evaluations, more than --budget {cfg.budget}")
     else:
         out.mkdir(parents=True, exist_ok=True)
-        journal.open(header)
+        journal.append({"kind": "header", **header})
 
     def journal_cb(state: RunState) -> None:
         if not state.replayed:
-            journal.append(state.trial)
+            journal.append({"kind": "trial", **state.trial.to_dict()})
 
     progress = _Progress(cfg.budget, cfg.progress)
     tb = _TensorBoard(out / "tb") if cfg.tensorboard else None
@@ -335,7 +299,7 @@ def tune(cfg: TuneConfig) -> TuningResult:
     result = TuningResult(
         agent=result.agent, seed=result.seed, reward_names=result.reward_names, trials=result.trials,
         task=task.name, budget=result.budget, agent_options=result.agent_options, space=result.space,
-        metadata={**result.metadata, "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}},
+        metadata={**result.metadata, "config": to_jsonable(cfg, non_finite="str", fallback=str)},
     )
     write_report(result, out, problem=problem, picks=cfg.picks, writer=None if tb is None else tb.writer)
     if tb is not None:
@@ -343,7 +307,7 @@ def tune(cfg: TuneConfig) -> TuningResult:
     return result
 
 
-def write_report(result: TuningResult, out: Path, *, problem: Any, picks: Sequence[str] = DEFAULT_PICKS, writer: Any = None) -> dict[str, Path]:
+def write_report(result: TuningResult, out: Path, *, problem: TuningProblem, picks: Sequence[str] = DEFAULT_PICKS, writer: Any = None) -> dict[str, Path]:
     """``result.json``, ``front.json``, ``front.png``, operating points, overlays, ``best_params.json``."""
     from samstar_env.report_plots import overlay, pareto_plot, save_png
 
@@ -403,7 +367,18 @@ def _parse_opt(text: str) -> tuple[str, Any]:
         return k.strip(), v
 
 
-def _space_arg(text: str | None) -> tuple[str, ...]:
+def parse_space(text: str | None) -> tuple[str, ...]:
+    """The tuned parameter names of a ``--space`` option (shared by ``samstar tune`` and ``reproduce``).
+
+    Examples
+    --------
+    >>> parse_space("pred_iou_thresh, box_nms_thresh")
+    ('pred_iou_thresh', 'box_nms_thresh')
+    >>> parse_space("all")  # the task's whole space
+    ()
+    >>> parse_space(None) == DEFAULT_SPACE
+    True
+    """
     if text is None:
         return DEFAULT_SPACE
     if text == "all":
@@ -419,7 +394,7 @@ def _run_cli(args: argparse.Namespace) -> int:
     cfg = TuneConfig(
         task=args.task, out=out, agent=args.agent, agent_options=opts, budget=args.budget, seed=args.seed,
         resume=args.resume, model=args.model, size=args.size, n_images=args.n_images,
-        space=_space_arg(args.space), picks=tuple(args.pick or DEFAULT_PICKS),
+        space=parse_space(args.space), picks=tuple(args.pick or DEFAULT_PICKS),
         tensorboard=not args.no_tensorboard, progress=not args.no_progress, device=args.device,
     )
     t0 = time.perf_counter()

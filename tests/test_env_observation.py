@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.data.polarity import otsu_threshold, particle_split
 from samstar_env.observation import (
     IMAGE_FEATURE_HIGH,
     IMAGE_FEATURE_LOW,
@@ -13,7 +14,6 @@ from samstar_env.observation import (
     characteristic_diameter_px,
     describe_image,
     noise_sigma,
-    otsu_threshold,
     thumbnail,
 )
 
@@ -68,6 +68,7 @@ def test_noise_and_otsu_reference_values():
     assert noise_sigma(np.tile(np.linspace(0, 1, 64), (64, 1))) == pytest.approx(0.0, abs=1e-9)
     two = np.r_[np.full(500, 0.2), np.full(500, 0.8)]
     assert 0.2 < otsu_threshold(two) < 0.8
+    assert otsu_threshold(np.full((8, 8), 0.5)) is None  # flat: no split
 
 
 def test_thumbnail_area_average():
@@ -77,3 +78,18 @@ def test_thumbnail_area_average():
     assert t.shape == (10, 10, 1) and t.dtype == np.uint8
     assert (t[:5] == 255).all() and (t[5:] == 0).all()
     assert thumbnail(Micrograph(np.ones((4, 4), np.float32)), 8).shape == (8, 8, 1)
+
+
+@pytest.mark.parametrize("bright", [True, False])
+def test_observation_and_rewards_share_one_polarity_rule(bright):
+    from samstar_env.rewards.geometry import image_features
+
+    img = disks(6.0, bright=bright)
+    prior = PhysicsPrior(diameter_range_nm=(8.0, 16.0))  # unknown modality: polarity estimated from the image
+    im = Micrograph(img, pixel_size_nm=1.0)
+    split = particle_split(im, prior)
+    assert split.polarity == ("bright" if bright else "dark")
+    assert image_features(im, prior).polarity == split.polarity
+    d = describe_image(im, prior)
+    assert d.polarity == (1.0 if bright else -1.0)
+    assert d.foreground_fraction == pytest.approx(split.particle_fraction(), abs=1e-6)

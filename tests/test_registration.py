@@ -12,14 +12,10 @@ import samstar_env
 from samstar_env.data.loaders import save_tiff_with_pixel_size
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.env import DEFAULT_BUDGET, SamStarEnv
-from samstar_env.registration import (
-    CUSTOM_ID,
-    SYNTHETIC_IDS,
-    TaskFileError,
-    make_env_from_toml,
-    task_from_toml,
-)
+from samstar_env.errors import TaskFileError
+from samstar_env.registration import CUSTOM_ID, SYNTHETIC_IDS, make_env_from_toml
 from samstar_env.rewards import preset as rewards_preset
+from samstar_env.task_file import task_from_toml
 from samstar_env.wrappers import ScalarizeReward
 from tests.env_helpers import SIZE, small_space
 
@@ -115,7 +111,7 @@ def test_mo_gymnasium_vector_env(random_sam):
 # -- task files ------------------------------------------------------------------------------------
 @pytest.fixture
 def task_dir(tmp_path: Path, random_sam) -> Path:
-    from samstar_env.models import save_samstar_checkpoint
+    from samstar_env.models import save_checkpoint
     from tests.conftest import TEST_SAM_CONFIG
 
     imgs = tmp_path / "micrographs"
@@ -123,7 +119,7 @@ def task_dir(tmp_path: Path, random_sam) -> Path:
     for s in (0, 1):
         m = generate("perovskite", s, size=SIZE)
         save_tiff_with_pixel_size(imgs / f"frame{s}.tif", (m.image * 65535).astype(np.uint16), None)
-    save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, tmp_path / "sam.pt")
+    save_checkpoint(random_sam, TEST_SAM_CONFIG, tmp_path / "sam.pt")
     return tmp_path
 
 

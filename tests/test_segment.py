@@ -20,11 +20,11 @@ PARAMS = AmgParams(points_per_side=4, pred_iou_thresh=0.0, stability_score_thres
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory, random_sam):
-    from samstar_env.models.registry import save_samstar_checkpoint
+    from samstar_env.models.checkpoint import save_checkpoint
     from tests.conftest import TEST_SAM_CONFIG
 
     path = tmp_path_factory.mktemp("model") / "random_sam.pt"
-    save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, path)
+    save_checkpoint(random_sam, TEST_SAM_CONFIG, path)
     return path
 
 

@@ -15,14 +15,14 @@ import tifffile
 
 from samstar_env.cli import main
 from samstar_env.engine import MaskEngine
+from samstar_env.metrics.multiobjective import dominates
 from samstar_env.params import AmgParams
 from samstar_env.stream import (
     LOG_NAME,
     DriftMonitor,
     FolderWatcher,
-    Journal,
     Retuner,
-    dominates,
+    StreamConfig,
     natural_key,
     run_stream,
 )
@@ -98,7 +98,7 @@ def test_stream_with_background_writer_corrupt_file_and_restart(tmp_path, engine
 
     th = threading.Thread(target=writer)
     th.start()
-    rep = run_stream(src, params=PARAMS, model=engine, out_dir=out, poll_s=0.05, settle_s=0.3, idle_timeout_s=2.0, drift=False, echo=None)
+    rep = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=out, poll_s=0.05, settle_s=0.3, idle_timeout_s=2.0, drift=False), echo=None)
     th.join()
     assert sorted(rep.processed) == names  # every frame, none twice, none while half written
     assert rep.skipped == ("frame_02b.tif",)
@@ -113,19 +113,26 @@ def test_stream_with_background_writer_corrupt_file_and_restart(tmp_path, engine
 
     # Restart: nothing is reprocessed; a new frame is.
     write_atomic(src, "frame_04.tif", _tiff_bytes(4))
-    rep2 = run_stream(src, params=PARAMS, model=engine, out_dir=out, poll_s=0.05, settle_s=0.0, idle_timeout_s=0.5, drift=False, echo=None)
+    rep2 = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=out, poll_s=0.05, settle_s=0.0, idle_timeout_s=0.5, drift=False), echo=None)
     assert rep2.processed == ("frame_04.tif",) and rep2.skipped == () and rep2.already_done == 5
     frames = [r["frame"] for r in frame_lines(out)]
     assert len(frames) == len(set(frames)) == 6
 
 
-def test_journal_ignores_torn_last_line(tmp_path):
-    j = Journal(tmp_path / LOG_NAME)
-    j.append({"event": "frame", "frame": "a.tif", "status": "done"})
-    j.close()
-    with open(tmp_path / LOG_NAME, "a") as fh:
-        fh.write('{"event": "frame", "frame": "b.t')  # crash mid-line
-    assert set(Journal(tmp_path / LOG_NAME).finished) == {"a.tif"}
+def test_restart_after_a_torn_log_line(tmp_path, engine):
+    src, out = tmp_path / "frames", tmp_path / "out"
+    src.mkdir()
+    write_atomic(src, "a.tif", _tiff_bytes(0))
+    config = StreamConfig(src, params=PARAMS, model=engine, out_dir=out, settle_s=0.0, max_frames=1, drift=False)
+    assert run_stream(config, echo=None).processed == ("a.tif",)
+    with open(out / LOG_NAME, "a") as fh:
+        fh.write('{"event": "frame", "frame": "b.t')  # a crash mid-line
+    write_atomic(src, "b.tif", _tiff_bytes(1))
+    with pytest.warns(RuntimeWarning, match="torn last line"):
+        rep = run_stream(config, echo=None)
+    assert rep.processed == ("b.tif",) and rep.already_done == 1  # a.tif is not redone, b.tif is done
+    events = [json.loads(x) for x in (out / LOG_NAME).read_text().splitlines()]  # every line parses
+    assert [e.get("frame") for e in events if e["event"] == "frame"] == ["a.tif", "b.tif"]
 
 
 def test_drift_monitor_flags_a_blank_frame(tmp_path, engine):
@@ -136,7 +143,7 @@ def test_drift_monitor_flags_a_blank_frame(tmp_path, engine):
         write_atomic(src, f"f{i}.tif", _tiff_bytes(i))
     write_atomic(src, "f3.tif", _tiff_bytes(3, blank=True))
     write_atomic(src, "f4.tif", _tiff_bytes(4))
-    rep = run_stream(src, params=PARAMS, model=engine, out_dir=tmp_path / "out", monitor=mon, settle_s=0.0, max_frames=5, echo=None)
+    rep = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=tmp_path / "out", settle_s=0.0, max_frames=5), monitor=mon, echo=None)
     assert rep.flagged == ("f3.tif",)
     recs = {r["frame"]: r for r in frame_lines(tmp_path / "out")}
     assert recs["f3.tif"]["drift"] is True and recs["f3.tif"]["below"] == ["contrast"]
@@ -154,7 +161,7 @@ def test_tuned_level_from_params_file(tmp_path, engine):
     _, level, _ = read_params_file(params)
     mon = DriftMonitor(ContrastSuite(), prior=None, tuned_level=level)
     assert mon.level_source == "params-file"
-    rep = run_stream(src, params=params, model=engine, out_dir=tmp_path / "out", monitor=mon, settle_s=0.0, max_frames=1, echo=None)
+    rep = run_stream(StreamConfig(src, params=params, model=engine, out_dir=tmp_path / "out", settle_s=0.0, max_frames=1), monitor=mon, echo=None)
     assert rep.flagged == ("f0.tif",)  # the very first frame is judged against the recorded level
 
 
@@ -173,7 +180,8 @@ def test_retune_switches_to_dominating_params(tmp_path, engine):
     src = tmp_path / "frames"
     src.mkdir()
     write_atomic(src, "f0.tif", _tiff_bytes(0))
-    rep = run_stream(src, params=start, model=engine, out_dir=tmp_path / "out", monitor=mon, retune=True, retune_evals=8, settle_s=0.0, idle_timeout_s=3.0, echo=None)
+    config = StreamConfig(src, params=start, model=engine, out_dir=tmp_path / "out", retune=True, retune_evals=8, settle_s=0.0, idle_timeout_s=3.0)
+    rep = run_stream(config, monitor=mon, echo=None)
     assert rep.flagged == ("f0.tif",) and rep.switches == 1
     assert rep.params.pred_iou_thresh <= 0.6 and rep.params.stability_score_thresh <= 0.7
     assert rep.params != start
@@ -195,11 +203,11 @@ def test_retuner_keeps_params_when_nothing_dominates(engine, rng):
 
 
 def test_cli_stream(tmp_path, random_sam):
-    from samstar_env.models.registry import save_samstar_checkpoint
+    from samstar_env.models.checkpoint import save_checkpoint
     from tests.conftest import TEST_SAM_CONFIG
 
     ckpt = tmp_path / "m.pt"
-    save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, ckpt)
+    save_checkpoint(random_sam, TEST_SAM_CONFIG, ckpt)
     src = tmp_path / "frames"
     src.mkdir()
     write_atomic(src, "a.tif", _tiff_bytes(0))
@@ -225,3 +233,14 @@ def test_real_reward_preset_in_the_monitor(engine):
     second = mon.check(masks, frame, PARAMS)
     assert second.level is not None and not second.flagged  # the same frame cannot drift
     assert len(second.rewards) == len(mon.names) and np.all((second.rewards >= 0) & (second.rewards <= 1))
+
+
+def test_cli_defaults_are_the_config_defaults(tmp_path):
+    from samstar_env.cli import build_parser
+
+    args = build_parser("stream").parse_args(["stream", str(tmp_path)])
+    default = StreamConfig(tmp_path)
+    assert (args.poll_s, args.drift_tol, args.baseline_frames, args.model, args.device) == (
+        default.poll_s, default.drift_tol, default.baseline_frames, default.model, default.device
+    )
+    assert default.out == tmp_path / "samstar_stream"

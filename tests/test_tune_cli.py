@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from samstar_env.cli import main
 from samstar_env.rewards import REWARDS_VERSION
@@ -22,10 +21,11 @@ SPACE = "pred_iou_thresh,stability_score_thresh,box_nms_thresh"
 @pytest.fixture(scope="module")
 def checkpoint(random_sam, tmp_path_factory):
     """The random test SAM saved in samstar's checkpoint format (a subprocess cannot take a fixture)."""
+    from samstar_env.models.checkpoint import save_checkpoint
     from tests.conftest import TEST_SAM_CONFIG
 
     path = tmp_path_factory.mktemp("model") / "random_sam.pt"
-    torch.save({"format": "samstar-sam/1", "config": TEST_SAM_CONFIG.to_dict(), "model": random_sam.state_dict()}, path)
+    save_checkpoint(random_sam, TEST_SAM_CONFIG, path)
     return path
 
 

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
+from samstar_env.errors import InputError
 
 # Larger micrographs are shown downsampled so a preview stays a reasonable PNG.
 MAX_PREVIEW_PX = 1024
@@ -180,16 +181,16 @@ def _micrograph_for(task: str, *, seed: int, size: int, pixel_size_nm: float | N
     if not looks_like_path:
         syn = _synthetic()
         if task not in syn.TASKS:
-            raise ValueError(
+            raise InputError(
                 f"unknown task {task!r}; expected one of {', '.join(syn.TASKS)} or a path to an image or folder"
             )
         if size < 16:
-            raise ValueError(f"--size must be at least 16 pixels, got {size}")
+            raise InputError(f"--size must be at least 16 pixels, got {size}")
         return syn.generate(task, seed, size=(size, size))
     if path.is_dir():
         pairs = list_folder(path)
         if not 0 <= seed < len(pairs):
-            raise ValueError(f"{path}: --seed {seed} is not an image index; expected 0..{len(pairs) - 1}")
+            raise InputError(f"{path}: --seed {seed} is not an image index; expected 0..{len(pairs) - 1}")
         img, lab = pairs[seed]
         return load_image(img, pixel_size_nm=pixel_size_nm, labels=lab)
     return load_image(path, pixel_size_nm=pixel_size_nm)
@@ -292,11 +293,8 @@ def render_preview(micrograph: Micrograph, output: str | Path, *, title: str | N
 
 def cmd_preview(args: argparse.Namespace) -> int:
     """``samstar data preview``."""
-    try:
-        m = _micrograph_for(args.task, seed=args.seed, size=args.size, pixel_size_nm=args.pixel_size_nm)
-    except ImportError as exc:
-        # An EM file without the em extra: the message names the extra; no traceback needed.
-        raise RuntimeError(str(exc)) from exc
+    # An EM file without the em extra raises MissingExtraError, which names the extra.
+    m = _micrograph_for(args.task, seed=args.seed, size=args.size, pixel_size_nm=args.pixel_size_nm)
     w, h = render_preview(m, args.output)
     print(f"wrote {args.output} ({w}x{h} px)", file=sys.stdout)
     return 0

@@ -43,6 +43,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import MODALITIES, Micrograph
 from samstar_env.data.normalize import normalize_image
+from samstar_env.errors import InputError, MissingExtraError, MissingFileError
 
 PIL_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 TIFF_EXTENSIONS: tuple[str, ...] = (".tif", ".tiff")
@@ -149,7 +150,7 @@ def _import_em_reader(module: str, path: Path) -> Any:
         return importlib.import_module(module)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or "rosettasciio"
-        raise ImportError(
+        raise MissingExtraError(
             f"{path}: reading {path.suffix} files needs RosettaSciIO (module {missing!r} is missing); "
             f'install the em extra: {EM_EXTRA_HINT} (EMD files also need h5py: pip install "rosettasciio[hdf5]")'
         ) from exc
@@ -221,16 +222,16 @@ def read_array(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in SUPPORTED_EXTENSIONS:
-        raise ValueError(
+        raise InputError(
             f"{path}: unsupported file type {path.suffix or '(no extension)'!r}; expected one of "
             + ", ".join(SUPPORTED_EXTENSIONS)
         )
     if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingFileError(f"{path}: no such file")
     if path.is_dir():
-        raise ValueError(f"{path}: is a folder; expected an image file (use load_folder for folders)")
+        raise InputError(f"{path}: is a folder; expected an image file (use load_folder for folders)")
     if path.stat().st_size == 0:
-        raise ValueError(f"{path}: file is empty (0 bytes); expected a {ext[1:].upper()} image")
+        raise InputError(f"{path}: file is empty (0 bytes); expected a {ext[1:].upper()} image")
     fmt = ext[1:].upper()
     try:
         if ext in PIL_EXTENSIONS:
@@ -243,7 +244,7 @@ def read_array(path: str | Path) -> tuple[np.ndarray, dict[str, Any]]:
         raise
     except Exception as exc:
         # Readers fail on bad bytes with anything from OSError to struct.error: report it as bad input.
-        raise ValueError(
+        raise InputError(
             f"{path}: cannot read as a {fmt} image ({type(exc).__name__}: {exc}); expected a valid, "
             f"complete {fmt} file holding one 2-D image"
         ) from exc
@@ -257,21 +258,21 @@ def _read_labels(path: Path, image_shape: tuple[int, int], image_path: Path | st
     if arr.ndim == 3 and arr.shape[2] in (3, 4):
         rgb = arr[:, :, :3]
         if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            raise ValueError(
+            raise InputError(
                 f"{path}: colour label image; expected a grey integer instance-label image (0 = background)"
             )
         arr = rgb[:, :, 0]
     if arr.ndim != 2:
-        raise ValueError(f"{path}: label image of shape {arr.shape}; expected a 2-D instance-label image")
+        raise InputError(f"{path}: label image of shape {arr.shape}; expected a 2-D instance-label image")
     if arr.dtype.kind == "f":
         if not (np.isfinite(arr).all() and np.array_equal(arr, np.round(arr))):
-            raise ValueError(f"{path}: label image holds non-integer values; expected integer instance ids")
+            raise InputError(f"{path}: label image holds non-integer values; expected integer instance ids")
     elif arr.dtype.kind not in "biu":
-        raise ValueError(f"{path}: label image has dtype {arr.dtype}; expected integer instance ids")
+        raise InputError(f"{path}: label image has dtype {arr.dtype}; expected integer instance ids")
     if arr.size and (arr.min() < 0 or arr.max() > np.iinfo(np.int32).max):
-        raise ValueError(f"{path}: label ids outside [0, 2**31); expected non-negative instance ids")
+        raise InputError(f"{path}: label ids outside [0, 2**31); expected non-negative instance ids")
     if arr.shape != image_shape:
-        raise ValueError(
+        raise InputError(
             f"{path}: label image shape {arr.shape} does not match image {image_path} of shape "
             f"{image_shape}; expected the same (H, W)"
         )
@@ -325,7 +326,7 @@ def load_image(
     """
     path = Path(path)
     if modality not in MODALITIES:
-        raise ValueError(f"{path}: modality must be one of {MODALITIES}, got {modality!r}")
+        raise InputError(f"{path}: modality must be one of {MODALITIES}, got {modality!r}")
     original, info = read_array(path)
     image = normalize_image(original, what=str(path))
     meta: dict[str, Any] = {"source": str(path), "original_dtype": str(original.dtype), **info}
@@ -342,7 +343,7 @@ def load_image(
     if pixel_size_nm is not None:
         arg_px = float(pixel_size_nm)
         if not (math.isfinite(arg_px) and arg_px > 0):
-            raise ValueError(f"{path}: pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+            raise InputError(f"{path}: pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
         if file_px is not None and not math.isclose(arg_px, file_px, rel_tol=0.01):
             warnings.warn(
                 f"{path}: pixel_size_nm={arg_px:.4g} overrides the file's calibration of {file_px:.4g} nm",
@@ -361,7 +362,7 @@ def load_image(
         else:
             lab = np.asarray(labels)
             if lab.shape != image.shape:
-                raise ValueError(
+                raise InputError(
                     f"{path}: label array shape {lab.shape} does not match image shape {image.shape}; "
                     "expected the same (H, W)"
                 )
@@ -404,15 +405,15 @@ def list_folder(
     """
     root = Path(path)
     if not root.exists():
-        raise FileNotFoundError(f"{root}: no such folder")
+        raise MissingFileError(f"{root}: no such folder")
     if not root.is_dir():
-        raise ValueError(f"{root}: is a file; expected a folder of images (use load_image for one file)")
+        raise InputError(f"{root}: is a file; expected a folder of images (use load_image for one file)")
     image_dir = root
     if labels_dir is None and (root / "images").is_dir() and (root / "segmaps").is_dir():
         image_dir, labels_dir = root / "images", root / "segmaps"
     lab_root = Path(labels_dir) if labels_dir is not None else None
     if lab_root is not None and not lab_root.is_dir():
-        raise FileNotFoundError(f"{lab_root}: labels folder not found")
+        raise MissingFileError(f"{lab_root}: labels folder not found")
 
     def candidates(folder: Path) -> list[Path]:
         # Hidden files (".DS_Store", macOS "._x.png" forks) are never images.
@@ -427,7 +428,7 @@ def list_folder(
         images = [p for p in images if fnmatch.fnmatch(p.name, pattern)]
     if not images:
         what = f"matching {pattern!r}" if pattern else "with extension " + "/".join(e[1:] for e in SUPPORTED_EXTENSIONS)
-        raise FileNotFoundError(f"{image_dir}: no images {what}; expected at least one image file")
+        raise MissingFileError(f"{image_dir}: no images {what}; expected at least one image file")
     if lab_root is None:
         return [(p, None) for p in images]
     by_stem: dict[str, Path] = {}
@@ -435,7 +436,7 @@ def list_folder(
         by_stem.setdefault(p.stem, p)
     pairs = [(p, by_stem.get(p.stem)) for p in images]
     if all(lab is None for _, lab in pairs):
-        raise ValueError(
+        raise InputError(
             f"{lab_root}: no label image matches any image in {image_dir}; expected label files named like "
             f"the images (e.g. {images[0].stem}.png)"
         )
@@ -527,11 +528,11 @@ def save_tiff_with_pixel_size(path: str | Path, array: np.ndarray, pixel_size_nm
             "expected uint8, uint16, int16 or float, or integers that fit 16 bits"
         )
     if arr.ndim not in (2, 3) or arr.size == 0 or (arr.ndim == 3 and (arr.shape[2] != 3 or arr.dtype != np.uint8)):
-        raise ValueError(f"{path}: cannot save shape {arr.shape} {arr.dtype}; expected non-empty (H, W) or (H, W, 3) uint8")
+        raise InputError(f"{path}: cannot save shape {arr.shape} {arr.dtype}; expected non-empty (H, W) or (H, W, 3) uint8")
     kwargs: dict[str, Any] = {}
     if pixel_size_nm is not None:
         px = float(pixel_size_nm)
         if not (math.isfinite(px) and px > 0):
-            raise ValueError(f"{path}: pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+            raise InputError(f"{path}: pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
         kwargs = {"resolution": (1.0 / px, 1.0 / px), "metadata": {"unit": "nm"}}
     tifffile.imwrite(Path(path), arr, imagej=True, photometric="rgb" if arr.ndim == 3 else "minisblack", **kwargs)

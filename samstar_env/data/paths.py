@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from samstar_env.errors import MissingFileError
+
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -25,7 +27,7 @@ def data_root(*, required: bool = False) -> Path | None:
     if cand.is_dir():
         return cand
     if required:
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"data root {cand} not found: set SAMSTAR_DATA to a folder holding emps-train/ and emps-dev/"
         )
     return None
@@ -37,5 +39,5 @@ def dataset_dir(name: str) -> Path:
     assert root is not None
     path = root / name
     if not path.is_dir():
-        raise FileNotFoundError(f"dataset {name!r} not found under {root} (SAMSTAR_DATA); expected a folder {path}")
+        raise MissingFileError(f"dataset {name!r} not found under {root} (SAMSTAR_DATA); expected a folder {path}")
     return path

@@ -16,7 +16,7 @@ everything else           replayed per call: pred_iou / stability / crop-edge fi
 
 Memory: a proposal is its mask's box crop, as run lengths or packed bits, whichever is smaller
 (:mod:`samstar_env.engine.rle`), plus a few scalars. Measured with samstar-tiny on synthetic
-micrographs (``benchmarks/bench_engine.py``, bytes per proposal): 3.8-5.4 kB at 512², 8-10 kB at
+micrographs (``benchmarks/scripts/bench_engine.py``, bytes per proposal): 3.8-5.4 kB at 512², 8-10 kB at
 1024², against 3.2 GB for the full-size float logits of a single AMG point batch at 2048². A crop
 embedding takes C*h*w*4 bytes (256 kB for samstar-tiny, 4 MB for ViT-H). The default bound, 4 GiB
 (at most a quarter of the RAM), holds every decode of the env's default space on a 512² image
@@ -152,6 +152,9 @@ class MaskEngine:
 
     Examples
     --------
+    Skipped when the docs are tested: it needs a SAM ``model`` and a ``micrograph`` (see
+    ``tests/engine/`` for the same calls on a small random-weight model).
+
     >>> engine = MaskEngine(model)                                  # doctest: +SKIP
     >>> masks = engine.generate(micrograph, AmgParams(points_per_side=16))  # doctest: +SKIP
     >>> engine.stats.proposal_misses                                 # doctest: +SKIP

@@ -7,8 +7,8 @@ Accepted checkpoints:
 - any plain SAM state dict (e.g. micro-sam's fine-tuned SAMs), also wrapped under ``"model"``,
   ``"state_dict"`` or ``"model_state"`` and with a ``module.`` or ``sam.`` key prefix;
 - samstar's self-describing checkpoints for small models:
-  ``{"format": "samstar-sam/1", "config": TinySamConfig.to_dict(), "model": state_dict}``, rebuilt
-  with :func:`~samstar_env.models.tiny.build_tiny_sam`;
+  ``{"format": "samstar-sam/1", "config": TinySamConfig.to_dict(), "model": state_dict}``, read and
+  rebuilt by :mod:`samstar_env.models.checkpoint` (which also writes them);
 - registered names (:func:`register_model`, :func:`list_models`), e.g. ``"samstar-tiny"``, whose
   sha256 is checked at load.
 
@@ -19,8 +19,8 @@ where the weights were expected.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
-import pickle
 import re
 import threading
 from collections.abc import Mapping
@@ -32,15 +32,22 @@ import torch
 from segment_anything import sam_model_registry
 from segment_anything.modeling import Sam
 
-from samstar_env.models.tiny import TinySamConfig, build_tiny_sam
+from samstar_env.errors import InputError, MissingFileError
+from samstar_env.models.checkpoint import (
+    SAMSTAR_FORMAT,
+    file_sha256,
+    is_samstar_checkpoint,
+    load_state_dict_strict,
+    model_from_checkpoint,
+    read_checkpoint,
+    unwrap_state_dict,
+)
+from samstar_env.params import AmgParams
 
-SAMSTAR_FORMAT = "samstar-sam/1"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 # ViT width and depth of the three official SAM image encoders.
 MODEL_TYPES: dict[str, tuple[int, int]] = {"vit_h": (1280, 32), "vit_l": (1024, 24), "vit_b": (768, 12)}
-_WRAPPER_KEYS = ("model", "state_dict", "model_state")
-_PREFIXES = ("module.", "sam.", "model.")
 
 
 @dataclass(frozen=True)
@@ -58,12 +65,17 @@ class ModelInfo:
         and that file exists (read at load time, so weights trained later are checked too).
     description : str
         One line for listings.
+    operating_point : mapping, optional
+        The AMG parameters (``AmgParams.to_dict()`` keys) the model is meant to be used with when
+        a user gives none. ``None``: read ``<path stem>.operating_point.json`` beside the weights
+        when it exists (written by ``benchmarks/scripts/operating_point.py``), else none.
     """
 
     name: str
     path: Path
     sha256: str | None = None
     description: str = ""
+    operating_point: Mapping[str, Any] | None = None
 
     @property
     def available(self) -> bool:
@@ -81,12 +93,36 @@ class ModelInfo:
             return token[0].lower() if token else None
         return None
 
+    def operating_point_file(self) -> Path:
+        """Where a measured operating point of this model is kept (beside the weights)."""
+        return self.path.with_name(self.path.stem + ".operating_point.json")
+
+    def recommended_params(self) -> AmgParams | None:
+        """The model's recommended AMG parameters, or ``None`` when it has none."""
+        if self.operating_point is not None:
+            return AmgParams.from_dict(self.operating_point)
+        side = self.operating_point_file()
+        if not side.is_file():
+            return None
+        try:
+            data = json.loads(side.read_text(encoding="utf-8"))
+            return AmgParams.from_dict(data["params"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InputError(f"{side}: not an operating-point file (expected JSON with a 'params' mapping of AmgParams): {exc}") from exc
+
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _REGISTRY_LOCK = threading.Lock()
 
 
-def register_model(name: str, path: str | os.PathLike[str], sha256: str | None = None, *, description: str = "") -> ModelInfo:
+def register_model(
+    name: str,
+    path: str | os.PathLike[str],
+    sha256: str | None = None,
+    *,
+    description: str = "",
+    operating_point: Mapping[str, Any] | None = None,
+) -> ModelInfo:
     """Register (or replace) a named checkpoint.
 
     Parameters
@@ -99,6 +135,9 @@ def register_model(name: str, path: str | os.PathLike[str], sha256: str | None =
         Expected checksum; by default read from ``<path>.sha256`` when present.
     description : str
         One line for :func:`list_models`.
+    operating_point : mapping, optional
+        AMG parameters to use when none are given (validated now); by default read from
+        ``<path stem>.operating_point.json`` beside the weights when present.
 
     Returns
     -------
@@ -108,7 +147,9 @@ def register_model(name: str, path: str | os.PathLike[str], sha256: str | None =
         raise ValueError(f"register_model: {name!r} is a SAM model type, not a usable model name")
     if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise ValueError(f"register_model: sha256 for {name!r} must be 64 hex digits, got {sha256!r}")
-    info = ModelInfo(name=name, path=Path(path), sha256=sha256, description=description)
+    if operating_point is not None:
+        AmgParams.from_dict(operating_point)  # a bad point fails at registration, not at first use
+    info = ModelInfo(name=name, path=Path(path), sha256=sha256, description=description, operating_point=operating_point)
     with _REGISTRY_LOCK:
         _REGISTRY[name] = info
     return info
@@ -127,64 +168,47 @@ register_model(
 )
 
 
+def recommended_params(model: str | os.PathLike[str] | Any) -> tuple[AmgParams, str]:
+    """The AMG parameters to use with ``model`` when the user gives none, and where they come from.
+
+    A registered model (by name, or by the path of its weights) with an operating point gets that
+    point; anything else (a SAM checkpoint, an in-memory model) gets SAM's defaults, which is what
+    SAM's own checkpoints were tuned for.
+
+    Parameters
+    ----------
+    model : str, path or torch.nn.Module
+        What :func:`load_sam` would load.
+
+    Returns
+    -------
+    (AmgParams, str)
+        The parameters and a short description of their source for logs and summaries.
+
+    Examples
+    --------
+    >>> params, source = recommended_params("/no/such/sam_vit_b.pth")
+    >>> params == AmgParams(), source
+    (True, "SAM's defaults")
+    """
+    info = None
+    if isinstance(model, str) and model in _REGISTRY:
+        info = _REGISTRY[model]
+    elif isinstance(model, (str, os.PathLike)):
+        path = Path(model).resolve()
+        with _REGISTRY_LOCK:
+            info = next((i for i in _REGISTRY.values() if i.path.resolve() == path), None)
+    point = info.recommended_params() if info is not None else None
+    if info is None or point is None:
+        return AmgParams(), "SAM's defaults"
+    return point, f"{info.name}'s recommended operating point ({info.operating_point_file().name})"
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """``"auto"`` -> CUDA when available, else CPU."""
     if isinstance(device, str) and device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """sha256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _read_checkpoint(path: Path) -> Any:
-    try:
-        # weights_only: a checkpoint is data; never run code from a file a user points us to.
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        OSError,
-        UnicodeDecodeError,
-        AttributeError,
-        # Arbitrary bytes reach the unpickler's internals: a memo lookup of a garbage index, a
-        # garbage opcode argument, a bad struct length (seen with random files).
-        KeyError,
-        IndexError,
-        TypeError,
-        OverflowError,
-        MemoryError,
-    ) as exc:
-        raise ValueError(
-            f"{path} is not a PyTorch checkpoint of a SAM model (torch.load failed: {str(exc).splitlines()[0][:200]})"
-        ) from exc
-
-
-def _unwrap_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
-    if isinstance(obj, Mapping):
-        for key in _WRAPPER_KEYS:
-            inner = obj.get(key)
-            if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
-                obj = inner
-                break
-    if not isinstance(obj, Mapping) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(
-            f"{path} holds a {type(obj).__name__}, not a SAM state dict (a mapping of parameter names to tensors, "
-            f"optionally under one of {list(_WRAPPER_KEYS)})"
-        )
-    sd = dict(obj)
-    for prefix in _PREFIXES:
-        if all(k.startswith(prefix) for k in sd):
-            sd = {k[len(prefix) :]: v for k, v in sd.items()}
-    return sd
 
 
 def describe_state_dict(state_dict: Mapping[str, Any]) -> tuple[int | None, int]:
@@ -216,37 +240,29 @@ def _looks_like(width: int | None, depth: int) -> str:
     return f"{what} look like {guess}" if guess and MODEL_TYPES[guess][1] == depth else f"{what} match no standard SAM type"
 
 
-def _load_into(model: Sam, sd: Mapping[str, torch.Tensor], path: Path, what: str) -> None:
-    try:
-        model.load_state_dict(sd, strict=True)
-    except RuntimeError as exc:
-        msg = str(exc).replace("\n", " ")
-        raise ValueError(f"{path}: state dict does not fit a {what} SAM ({msg[:400]})") from exc
-
-
 def _resolve_name(name_or_path: str | os.PathLike[str]) -> tuple[Path, ModelInfo | None]:
     key = os.fspath(name_or_path)
     with _REGISTRY_LOCK:
         info = _REGISTRY.get(key)
     if info is not None:
         if not info.available:
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"model {info.name!r}: weights not found at {info.path}. They are not shipped yet (the training "
                 f"run that produces them has not landed) and nothing is downloaded here; pass a checkpoint path, "
                 f"or use samstar_env.models.build_tiny_sam() for a random-weight model."
             )
         return info.path, info
     if key in MODEL_TYPES or key == "default":
-        raise FileNotFoundError(
+        raise MissingFileError(
             f"{key!r} is a SAM model type, not a checkpoint; nothing is downloaded here, so pass the checkpoint "
             f"path, e.g. load_sam('sam_{key}.pth', model_type={key!r})"
         )
     path = Path(key).expanduser()
     if not path.exists():
         names = ", ".join(i.name for i in list_models())
-        raise FileNotFoundError(f"no checkpoint file at {path} and no registered model of that name (registered: {names})")
+        raise MissingFileError(f"no checkpoint file at {path} and no registered model of that name (registered: {names})")
     if not path.is_file():
-        raise ValueError(f"{path} is a directory, not a checkpoint file")
+        raise InputError(f"{path} is a directory, not a checkpoint file")
     return path, None
 
 
@@ -284,43 +300,32 @@ def load_sam(name_or_path: str | os.PathLike[str], model_type: str | None = None
         if expected is not None:
             actual = file_sha256(path)
             if actual != expected:
-                raise ValueError(
+                raise InputError(
                     f"model {info.name!r}: sha256 of {path} is {actual}, expected {expected}; the file is corrupted or "
                     f"was replaced without updating its checksum"
                 )
-    obj = _read_checkpoint(path)
-    if isinstance(obj, Mapping) and obj.get("format") == SAMSTAR_FORMAT:
-        try:
-            config = TinySamConfig.from_dict(dict(obj["config"]))
-        except (KeyError, TypeError) as exc:
-            raise ValueError(f"{path}: samstar checkpoint with an invalid config ({exc})") from exc
-        model = build_tiny_sam(config)
-        _load_into(model, _unwrap_state_dict(obj.get("model"), path), path, f"samstar {config}")
+    obj = read_checkpoint(path)
+    if is_samstar_checkpoint(obj):
+        model = model_from_checkpoint(obj, path)
     else:
         if isinstance(obj, Mapping) and "format" in obj and obj["format"] != SAMSTAR_FORMAT:
-            raise ValueError(f"{path}: unknown checkpoint format {obj['format']!r}; expected {SAMSTAR_FORMAT!r} or a SAM state dict")
-        sd = _unwrap_state_dict(obj, path)
+            raise InputError(f"{path}: unknown checkpoint format {obj['format']!r}; expected {SAMSTAR_FORMAT!r} or a SAM state dict")
+        sd = unwrap_state_dict(obj, path)
         width, depth = describe_state_dict(sd)
         if width is None:
-            raise ValueError(f"{path}: not a SAM state dict (no 'image_encoder.pos_embed'; first keys: {list(sd)[:3]})")
+            raise InputError(f"{path}: not a SAM state dict (no 'image_encoder.pos_embed'; first keys: {list(sd)[:3]})")
         inferred = infer_model_type(sd)
         if model_type is not None and inferred != model_type:
-            raise ValueError(f"{path}: model_type={model_type!r} but the state dict's {_looks_like(width, depth)}, not {model_type}")
+            raise InputError(f"{path}: model_type={model_type!r} but the state dict's {_looks_like(width, depth)}, not {model_type}")
         if inferred is None:
-            raise ValueError(
+            raise InputError(
                 f"{path}: the state dict's {_looks_like(width, depth)}; save small models in samstar's format "
                 f"({{'format': {SAMSTAR_FORMAT!r}, 'config': TinySamConfig.to_dict(), 'model': state_dict}})"
             )
         model = sam_model_registry[inferred](checkpoint=None)
-        _load_into(model, sd, path, inferred)
+        load_state_dict_strict(model, sd, path, inferred)
     model.eval()
     return model.to(resolve_device(device))
-
-
-def save_samstar_checkpoint(model: Sam, config: TinySamConfig, path: str | os.PathLike[str]) -> str:
-    """Write a self-describing samstar checkpoint; returns its sha256 (for a ``.sha256`` file)."""
-    torch.save({"format": SAMSTAR_FORMAT, "config": config.to_dict(), "model": model.state_dict()}, path)
-    return file_sha256(path)
 
 
 _FP_ATTR = "_samstar_fingerprint"

@@ -15,6 +15,8 @@ from typing import Any
 import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
 
+from samstar_env.models.conv_encoder import ConvImageEncoder
+
 
 @dataclass(frozen=True)
 class TinySamConfig:
@@ -49,18 +51,43 @@ class TinySamConfig:
     decoder_depth: int = 2
     decoder_heads: int = 2
     decoder_mlp_dim: int = 256
+    encoder: str = "vit"
+    conv_widths: tuple[int, ...] = (32, 64, 96, 160)
+    conv_depths: tuple[int, ...] = (1, 2, 3, 2)
+    conv_embed_stride: int = 8
+
+    def __post_init__(self) -> None:
+        if self.encoder not in ("vit", "conv"):
+            raise ValueError(f"TinySamConfig.encoder must be 'vit' or 'conv'; got {self.encoder!r}")
+
+    @property
+    def embedding_side(self) -> int:
+        """Side of the image embedding (and a quarter of the low-resolution mask side)."""
+        stride = self.patch_size if self.encoder == "vit" else self.conv_embed_stride
+        return self.img_size // stride
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict (stored in checkpoints so they rebuild themselves)."""
+        """JSON-ready dict (stored in checkpoints so they rebuild themselves).
+
+        A ViT config leaves the convolutional fields out, so checkpoints written before they existed
+        and after compare equal.
+        """
         d = asdict(self)
         d["global_attn_indexes"] = list(self.global_attn_indexes)
+        if self.encoder == "vit":
+            for key in ("encoder", "conv_widths", "conv_depths", "conv_embed_stride"):
+                d.pop(key)
+        else:
+            d["conv_widths"], d["conv_depths"] = list(self.conv_widths), list(self.conv_depths)
         return d
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TinySamConfig:
         """Inverse of :meth:`to_dict`."""
         d = dict(data)
-        d["global_attn_indexes"] = tuple(d.get("global_attn_indexes", ()))
+        for key in ("global_attn_indexes", "conv_widths", "conv_depths"):
+            if key in d:
+                d[key] = tuple(d[key])
         return cls(**d)
 
 
@@ -89,22 +116,9 @@ def build_tiny_sam(config: TinySamConfig = SAMSTAR_TINY_CONFIG, *, seed: int | N
     """
     if seed is not None:
         torch.manual_seed(seed)
-    emb = config.img_size // config.patch_size
+    emb = config.embedding_side
     sam = Sam(
-        image_encoder=ImageEncoderViT(
-            img_size=config.img_size,
-            patch_size=config.patch_size,
-            embed_dim=config.embed_dim,
-            depth=config.depth,
-            num_heads=config.num_heads,
-            mlp_ratio=4.0,
-            out_chans=config.prompt_dim,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=config.window_size,
-            global_attn_indexes=config.global_attn_indexes,
-        ),
+        image_encoder=_image_encoder(config),
         prompt_encoder=PromptEncoder(
             embed_dim=config.prompt_dim,
             image_embedding_size=(emb, emb),
@@ -130,6 +144,31 @@ def build_tiny_sam(config: TinySamConfig = SAMSTAR_TINY_CONFIG, *, seed: int | N
     )
     sam.eval()
     return sam
+
+
+def _image_encoder(config: TinySamConfig) -> torch.nn.Module:
+    if config.encoder == "conv":
+        return ConvImageEncoder(
+            img_size=config.img_size,
+            widths=config.conv_widths,
+            depths=config.conv_depths,
+            embed_stride=config.conv_embed_stride,
+            out_chans=config.prompt_dim,
+        )
+    return ImageEncoderViT(
+        img_size=config.img_size,
+        patch_size=config.patch_size,
+        embed_dim=config.embed_dim,
+        depth=config.depth,
+        num_heads=config.num_heads,
+        mlp_ratio=4.0,
+        out_chans=config.prompt_dim,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=config.window_size,
+        global_attn_indexes=config.global_attn_indexes,
+    )
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -50,7 +50,7 @@ def test_nsga2_improves_toy_objective_and_front_is_nondominated(toy):
     for i, x in enumerate(front):
         for j, y in enumerate(front):
             assert i == j or not (np.all(y >= x) and np.any(y > x))
-    from samstar_env.benchmarks.mo_metrics import hypervolume
+    from samstar_env.metrics.multiobjective import hypervolume
 
     assert hypervolume(r[-10:]) > hypervolume(r[:10])
 

@@ -35,10 +35,10 @@ SIZE = 96
 @pytest.fixture(scope="module")
 def checkpoint(random_sam, tmp_path_factory):
     from samstar_env.engine.testing import structure_random_sam
-    from samstar_env.models import save_samstar_checkpoint
+    from samstar_env.models import save_checkpoint
 
     path = tmp_path_factory.mktemp("model") / "structured_tiny.pt"
-    save_samstar_checkpoint(structure_random_sam(random_sam, _blob_image()), TEST_SAM_CONFIG, path)
+    save_checkpoint(structure_random_sam(random_sam, _blob_image()), TEST_SAM_CONFIG, path)
     return str(path)
 
 
@@ -120,7 +120,7 @@ def test_figures_are_valid_pngs(run):
 
 def test_json_schema_and_numbers_match_recomputed_ground_truth(run, checkpoint):
     from samstar_env.agents import TuningResult
-    from samstar_env.benchmarks.metrics import gt_metrics
+    from samstar_env.metrics.ground_truth import gt_metrics
     from samstar_env.problem import shared_engine
     from samstar_env.task import make_task
 

@@ -10,14 +10,14 @@ import pytest
 from samstar_env.benchmarks.runner import pending_runs, read_run, run_specs, run_suite
 from samstar_env.benchmarks.suites import Suite, load_suite, suite_from_dict
 from samstar_env.benchmarks.summary import summarize
-from samstar_env.models import save_samstar_checkpoint
+from samstar_env.models import save_checkpoint
 from tests.conftest import TEST_SAM_CONFIG
 
 
 @pytest.fixture(scope="module")
 def checkpoint(random_sam, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "random_tiny.pt"
-    save_samstar_checkpoint(random_sam, TEST_SAM_CONFIG, path)
+    save_checkpoint(random_sam, TEST_SAM_CONFIG, path)
     return str(path)
 
 
@@ -232,7 +232,7 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
         reference_front_path,
     )
     from samstar_env.benchmarks.suites import load_suite
-    from samstar_env.models.registry import file_sha256
+    from samstar_env.models.checkpoint import file_sha256
     from samstar_env.rewards import REWARDS_VERSION, preset
 
     quick = load_suite("quick")

@@ -17,6 +17,7 @@ from PIL import Image
 import samstar_env.data
 from samstar_env.cli import main
 from samstar_env.data import Micrograph, PhysicsPrior, SizeComponent
+from samstar_env.data import synthetic as real_synthetic  # bound before fake_synthetic swaps the module
 from samstar_env.data.cli import MIN_PREVIEW_PX, TITLE_BAND_PX, compact_seeds, nice_scale_bar_nm
 from samstar_env.data.loaders import save_tiff_with_pixel_size
 
@@ -161,26 +162,17 @@ def test_console_script(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- the real generators
 
 
-def _real_synthetic() -> types.ModuleType:
-    syn = pytest.importorskip("samstar_env.data.synthetic", reason="synthetic generators not available")
-    if not hasattr(syn, "TASKS"):
-        pytest.skip("synthetic generators not complete")
-    return syn
-
-
 def test_list_real_tasks(capsys: pytest.CaptureFixture[str]) -> None:
-    syn = _real_synthetic()
     assert main(["data", "list", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
-    assert [r["task"] for r in rows] == list(syn.TASKS)
+    assert [r["task"] for r in rows] == list(real_synthetic.TASKS)
     for r in rows:
         assert r["splits"]["tune"]["n"] > 0 and r["splits"]["test"]["n"] > 0
         assert set(r["splits"]["tune"]["seeds"]).isdisjoint(r["splits"]["test"]["seeds"])
 
 
 def test_preview_real_tasks(tmp_path: Path) -> None:
-    syn = _real_synthetic()
-    for task in syn.TASKS:
+    for task in real_synthetic.TASKS:
         out = tmp_path / f"{task}.png"
         assert main(["data", "preview", task, "--seed", "0", "--size", "256", "-o", str(out)]) == 0
         assert _png_size(out) == (2 * 256, 256 + TITLE_BAND_PX)

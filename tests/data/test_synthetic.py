@@ -1,7 +1,7 @@
 """The synthetic generators: determinism, exact ground truth, size statistics, priors, splits, errors.
 
 Images are generated once per (task, seed, size) through a module cache so the whole file stays fast
-on 2 cores. Speed is a benchmark claim (benchmarks/bench_generators.py), not a test.
+on 2 cores. Speed is a benchmark claim (benchmarks/scripts/bench_generators.py), not a test.
 """
 
 from __future__ import annotations

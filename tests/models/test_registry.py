@@ -17,10 +17,10 @@ from samstar_env.models import (
     load_sam,
     model_fingerprint,
     register_model,
-    save_samstar_checkpoint,
+    save_checkpoint,
 )
 from samstar_env.models import registry as reg
-from samstar_env.models.registry import file_sha256
+from samstar_env.models.checkpoint import file_sha256
 
 SMALL = TinySamConfig(img_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=2, window_size=4,
                       global_attn_indexes=(1,), prompt_dim=32, decoder_heads=2, decoder_mlp_dim=64)
@@ -30,7 +30,7 @@ SMALL = TinySamConfig(img_size=64, patch_size=8, embed_dim=32, depth=2, num_head
 def small_ckpt(tmp_path_factory):
     model = build_tiny_sam(SMALL, seed=3)
     path = tmp_path_factory.mktemp("ckpt") / "small.pt"
-    sha = save_samstar_checkpoint(model, SMALL, path)
+    sha = save_checkpoint(model, SMALL, path)
     return model, path, sha
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from samstar_env.models import registry
 from samstar_env.models.tiny import SAMSTAR_TINY_CONFIG, build_tiny_sam, count_parameters
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "samstar_env" / "models" / "weights" / "samstar_tiny.pt"
@@ -33,7 +34,6 @@ def test_shipped_weights_load_into_the_tiny_architecture():
 
 
 def test_registry_loads_samstar_tiny():
-    registry = pytest.importorskip("samstar_env.models.registry")
     sam = registry.load_sam("samstar-tiny", device="cpu")
     stored = torch.load(WEIGHTS, map_location="cpu", weights_only=True)["model"]
     assert all(torch.equal(v, stored[k]) for k, v in sam.state_dict().items())
@@ -43,9 +43,9 @@ def _amg_metrics(task: str, seed: int, size: int, **amg: float) -> dict:
     """Ground-truth metrics (F1, precision, recall at IoU 0.5) of SamAutomaticMaskGenerator with samstar-tiny."""
     from segment_anything import SamAutomaticMaskGenerator
 
-    from samstar_env.benchmarks.metrics import gt_metrics
     from samstar_env.data.synthetic import generate
     from samstar_env.engine.maskset import MaskSet
+    from samstar_env.metrics.ground_truth import gt_metrics
     from samstar_env.models.registry import load_sam
 
     torch.set_num_threads(1)  # a shared 2-core machine: two threads spent their time in thread sync

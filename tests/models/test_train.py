@@ -10,20 +10,24 @@ import pytest
 import torch
 from skimage.draw import disk
 
+from samstar_env.models.checkpoint import load_checkpoint, save_checkpoint
 from samstar_env.models.tiny import SAMSTAR_TINY_CONFIG, build_tiny_sam
-from samstar_env.models.train_tiny import (
+from samstar_env.models.training import (
+    RECIPES_DIR,
     ArrayPool,
     ShapesPool,
     TrainConfig,
     batch_loss,
     build_pools,
+    config_from_dict,
     decode_prompts,
     draw_batch,
-    load_weights,
+    load_recipe,
+    make_sample,
     match_decoder_attention,
-    save_weights,
     train,
 )
+from samstar_env.models.training import cli as train_cli
 from tests.conftest import TEST_SAM_CONFIG
 
 
@@ -81,7 +85,7 @@ def test_training_lowers_loss_on_fixed_batch(tmp_path, pools):
 
     before, iou_before = loss_and_iou(build_tiny_sam(TEST_SAM_CONFIG, seed=0))
     result = train(config, pools=pools)
-    after, iou_after = loss_and_iou(load_weights(result.weights_path))
+    after, iou_after = loss_and_iou(load_checkpoint(result.weights_path))
     # Measured (one thread, matched attention init): loss 0.964 -> 0.903 and selected-mask IoU
     # 0.057 -> 0.138 on this held-out batch; the bounds leave room for BLAS rounding on other machines.
     assert after < 0.97 * before, (before, after)
@@ -163,30 +167,51 @@ def test_prompts_of_several_images_decode_as_sam_decodes_each_image(tmp_path, po
 def test_weights_format_and_hash(tmp_path):
     sam = build_tiny_sam(TEST_SAM_CONFIG, seed=0)
     path = tmp_path / "w.pt"
-    digest = save_weights(sam, TEST_SAM_CONFIG, path)
+    digest = save_checkpoint(sam, TEST_SAM_CONFIG, path, sha256_file=True)
     assert (tmp_path / "w.pt.sha256").read_text().strip() == digest == hashlib.sha256(path.read_bytes()).hexdigest()
     blob = torch.load(path, weights_only=True)
     assert blob["format"] == "samstar-sam/1" and blob["config"] == TEST_SAM_CONFIG.to_dict()
-    again = load_weights(path)
+    again = load_checkpoint(path)
     assert all(torch.equal(v, again.state_dict()[k]) for k, v in sam.state_dict().items())
     path.write_bytes(path.read_bytes() + b"x")
-    with pytest.raises(RuntimeError, match="sha256"):
-        load_weights(path)
+    with pytest.raises(ValueError, match="sha256"):
+        load_checkpoint(path)
 
 
 def test_cli_parses_train_model(tmp_path, monkeypatch):
-    from samstar_env.models import train_tiny
-
     seen = {}
-    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, resume=resume))
+    monkeypatch.setattr(train_cli, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, resume=resume))
     import argparse
 
     parser = argparse.ArgumentParser()
-    train_tiny.add_cli(parser.add_subparsers(dest="command"))
+    train_cli.add_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train-model", "--run-dir", str(tmp_path), "--max-minutes", "5", "--tasks", "ito,auco"])
     assert args.func(args) == 0
     assert seen["config"].max_minutes == 5.0 and seen["config"].tasks == ("ito", "auco")
     assert seen["resume"] is False
+
+
+def test_cli_recipe_run_resumes_to_the_uninterrupted_weights(tmp_path):
+    # `samstar train-model --recipe` end to end (drawn shapes: no data on disk), then the same recipe
+    # stopped at step 2 and continued with `--resume`: the same weights as the uninterrupted run.
+    import json
+
+    from samstar_env.cli import main
+    from samstar_env.models.training import config_to_dict
+
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text(json.dumps(config_to_dict(_config(tmp_path, max_steps=4, shapes_fraction=1.0, shapes_radius_px=(4.0, 12.0)))))
+    full, split = tmp_path / "full", tmp_path / "split"
+    assert main(["train-model", "--recipe", str(recipe), "--run-dir", str(full)]) == 0
+    assert main(["train-model", "--recipe", str(recipe), "--run-dir", str(split), "--stop-at-step", "2"]) == 0
+    assert torch.load(split / "checkpoint.pt", weights_only=False)["step"] == 2
+    assert main(["train-model", "--run-dir", str(split), "--resume"]) == 0
+    a = load_checkpoint(full / "samstar_tiny.pt").state_dict()
+    b = load_checkpoint(split / "samstar_tiny.pt").state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # Input mistakes are one line and exit status 2, as before the split.
+    assert main(["train-model", "--run-dir", str(tmp_path / "empty"), "--resume"]) == 2
+    assert main(["train-model", "--recipe", str(tmp_path / "missing.json")]) == 2
 
 
 def _prompt_attention_error(sam, n: int = 20) -> list[int]:
@@ -225,10 +250,10 @@ def test_matched_attention_init_routes_prompts_to_their_location():
 
 def test_train_applies_the_matched_init(tmp_path, pools):
     config = _config(tmp_path, max_steps=0)
-    sam = load_weights(train(config, pools=pools).weights_path)
+    sam = load_checkpoint(train(config, pools=pools).weights_path)
     attn = sam.mask_decoder.transformer.final_attn_token_to_image
     assert torch.equal(attn.q_proj.weight, attn.k_proj.weight)
-    off = load_weights(train(_config(tmp_path / "off", max_steps=0, attn_match_init=0.0), pools=pools).weights_path)
+    off = load_checkpoint(train(_config(tmp_path / "off", max_steps=0, attn_match_init=0.0), pools=pools).weights_path)
     attn = off.mask_decoder.transformer.final_attn_token_to_image
     assert not torch.equal(attn.q_proj.weight, attn.k_proj.weight)
 
@@ -279,15 +304,11 @@ def test_point_multimask_option_reaches_the_decoder(tmp_path, pools):
 
 
 def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    from samstar_env.models import train_tiny
-
-    recipes = sorted((Path(train_tiny.__file__).parent / "recipes").glob("*.json"))
+    recipes = sorted(RECIPES_DIR.glob("*.json"))
     names = [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)] + ["samstar-tiny-stage5-gpu.json", "samstar-tiny-stage6-cpu.json"]
     assert [p.name for p in recipes] == names
     stage1, stage2, stage3, stage4, stage5, stage6 = (
-        train_tiny.config_from_dict(__import__("json").loads(p.read_text())) for p in recipes
+        load_recipe(p) for p in recipes
     )
     # Stage 5 continues from v1 (stage 4's shipped weights) on a GPU machine, with DataLoader workers.
     assert stage5.init_weights == stage4.output and stage5.data_workers > 0 and stage5.images_per_step > 2
@@ -305,11 +326,11 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
     assert stage4.background_fraction > 0 and stage4.output == "samstar_env/models/weights/samstar_tiny.pt"
 
     seen = {}
-    monkeypatch.setattr(train_tiny, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, stop=stop_at_step))
+    monkeypatch.setattr(train_cli, "train", lambda config, resume=False, stop_at_step=None: seen.update(config=config, stop=stop_at_step))
     import argparse
 
     parser = argparse.ArgumentParser()
-    train_tiny.add_cli(parser.add_subparsers(dest="command"))
+    train_cli.add_cli(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["train-model", "--recipe", str(recipes[1]), "--run-dir", str(tmp_path), "--threads", "1", "--stop-at-step", "7"])
     assert args.func(args) == 0
     got = seen["config"]
@@ -319,12 +340,10 @@ def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
         bad = parser.parse_args(["train-model", "--recipe", str(tmp_path / "missing.json")])
         bad.func(bad)
     with pytest.raises(ValueError, match="unknown fields"):
-        train_tiny.config_from_dict({"learning_rate": 1.0})
+        config_from_dict({"learning_rate": 1.0})
 
 
 def test_background_prompts_have_empty_targets(tmp_path):
-    from samstar_env.models.train_tiny import make_sample
-
     image, labels = ShapesPool(seed=1, size=128, radius_range_px=(6.0, 14.0)).get(0)
     config = _config(tmp_path, prompts_per_image=8, box_fraction=0.25, background_fraction=0.5, min_crop_px=128)
     sample = make_sample(image, labels, np.random.default_rng(0), config=config)

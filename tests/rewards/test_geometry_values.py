@@ -21,6 +21,7 @@ from reward_shapes import draw_disk, draw_square, maskset
 from scipy import ndimage as ndi
 from skimage import measure
 
+from samstar_env.data import synthetic
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior, SizeComponent
 from samstar_env.engine.maskset import MaskSet
 from samstar_env.rewards import get_reward, list_rewards, mask_geometry, preset
@@ -108,7 +109,6 @@ def reference_geometry(m: np.ndarray) -> dict[str, float]:
 
 def _mask_sets() -> dict[str, MaskSet]:
     sets = {"scene": scene()[0], "empty": MaskSet.empty(S)}
-    synthetic = pytest.importorskip("samstar_env.data.synthetic", reason="synthetic generators not available")
     from reward_corruptions import merge_neighbours, split_particles
 
     for task in ("perovskite", "ito", "auco"):

@@ -7,13 +7,11 @@ the task preset's scalarization must rank the ground truth first. 256x256 crops 
 from __future__ import annotations
 
 import pytest
+from reward_corruptions import CORRUPTIONS
 
-synthetic = pytest.importorskip("samstar_env.data.synthetic", reason="synthetic generators not available")
-
-from reward_corruptions import CORRUPTIONS  # noqa: E402
-
-from samstar_env.engine.maskset import MaskSet  # noqa: E402
-from samstar_env.rewards import RewardSuite, preset  # noqa: E402
+from samstar_env.data import synthetic
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.rewards import RewardSuite, preset
 
 SIZE = (256, 256)
 SEED = 1

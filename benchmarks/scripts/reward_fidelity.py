@@ -2,13 +2,13 @@
 
 For each synthetic task, draw ``n_params`` random AMG parameter sets, segment the task's first
 ``n_images`` tune images with each, and compute every reward (mean over the images) and the
-ground-truth F1 at IoU 0.5 (:func:`samstar_env.benchmarks.metrics.gt_metrics`, mean over the same
+ground-truth F1 at IoU 0.5 (:func:`samstar_env.metrics.ground_truth.gt_metrics`, mean over the same
 images). The table gives the Spearman rank correlation (``scipy.stats.spearmanr``) between each
 reward and F1 across the parameter sets, and the same for the task preset's scalarization. A tuner
 can only be as good as its rewards' correlation with quality: positive is the right direction;
 weak or negative means the reward misleads on that task.
 
-Run ``python benchmarks/reward_fidelity.py`` (needs samstar-tiny's weights; about 10-20 minutes on 2
+Run ``python benchmarks/scripts/reward_fidelity.py`` (needs samstar-tiny's weights; about 10-20 minutes on 2
 CPU cores with the defaults, dominated by mask decoding), ``--quick`` to check the script, or
 ``--random-model`` to exercise the plumbing with an untrained SAM (its correlations mean nothing).
 
@@ -18,18 +18,18 @@ falls back to ``segment_anything.SamAutomaticMaskGenerator`` + ``MaskSet.from_ma
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.stats import spearmanr
+from script_args import parse_dataclass_args
 
-from samstar_env.benchmarks.metrics import gt_metrics
 from samstar_env.data.synthetic import generate, prior, split_seeds
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.metrics.ground_truth import gt_metrics
 from samstar_env.params import AmgParams, Dimension, ParamSpace
 from samstar_env.rewards import RewardSuite, list_rewards, preset
 
@@ -63,15 +63,8 @@ class Args:
     """optional path for a JSON file with every evaluation and the table"""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        flag = f"--{f.name.replace('_', '-')}"
-        if isinstance(f.default, bool):
-            parser.add_argument(flag, action="store_true")
-        else:
-            parser.add_argument(flag, type=type(f.default), default=f.default)
-    args = Args(**vars(parser.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    args = Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
     if args.quick:
         args = Args(**{**vars(args), "n_params": 8, "n_images": 1, "size": 128})
     return args
@@ -169,7 +162,7 @@ def fidelity_table(rewards: dict[str, np.ndarray], f1: np.ndarray) -> dict[str, 
     return out
 
 
-def main(args: Args) -> int:
+def run(args: Args) -> int:
     try:
         segment = watershed_segment if args.segmenter == "watershed" else make_segmenter(args)
     except (FileNotFoundError, ImportError) as exc:
@@ -221,5 +214,9 @@ def main(args: Args) -> int:
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    return run(parse_args(argv))
+
+
 if __name__ == "__main__":
-    sys.exit(main(parse_args()))
+    sys.exit(main())

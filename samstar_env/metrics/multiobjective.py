@@ -1,4 +1,4 @@
-"""Multi-objective metrics over reward vectors: hypervolume, IGD+, anytime curves.
+"""Multi-objective metrics over reward vectors: dominance, hypervolume, IGD+, anytime curves.
 
 Rewards are in [0, 1] and higher is better. pymoo's indicators minimize, so every function here maps
 a reward vector ``r`` to the loss ``1 - r`` in one place (:func:`to_losses`). The reference point of
@@ -23,6 +23,24 @@ def to_losses(rewards: np.ndarray) -> np.ndarray:
     if r.size and (not np.isfinite(r).all() or r.min() < 0.0 or r.max() > 1.0):
         raise ValueError(f"rewards must be finite and in [0, 1]; got range [{np.nanmin(r):.4g}, {np.nanmax(r):.4g}]")
     return 1.0 - r
+
+
+def dominates(a: np.ndarray, b: np.ndarray) -> bool:
+    """Pareto dominance for maximization: ``a >= b`` everywhere and ``a > b`` somewhere.
+
+    Unlike the other functions here it takes rewards of any range: it only compares.
+
+    Examples
+    --------
+    >>> dominates(np.array([0.5, 0.6]), np.array([0.5, 0.4]))
+    True
+    >>> dominates(np.array([0.5, 0.4]), np.array([0.5, 0.4]))  # equal vectors: neither dominates
+    False
+    >>> dominates(np.array([0.9, 0.1]), np.array([0.5, 0.4]))  # a trade-off: neither dominates
+    False
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return bool(np.all(a >= b) and np.any(a > b))
 
 
 def non_dominated(rewards: np.ndarray) -> np.ndarray:

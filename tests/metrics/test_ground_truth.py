@@ -5,7 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from samstar_env.benchmarks.metrics import (
+from samstar_env.data import synthetic
+from samstar_env.data.micrograph import Micrograph, ParticleTruth
+from samstar_env.engine.maskset import MaskSet
+from samstar_env.metrics.ground_truth import (
     IOU_THRESHOLDS,
     count_error,
     gt_metrics,
@@ -17,8 +20,6 @@ from samstar_env.benchmarks.metrics import (
     overlaps,
     size_wasserstein,
 )
-from samstar_env.data.micrograph import Micrograph, ParticleTruth
-from samstar_env.engine.maskset import MaskSet
 
 
 def _gt():
@@ -141,7 +142,6 @@ def test_iou_with_overlapping_predictions_and_noncontiguous_labels():
 
 
 def test_on_synthetic_ground_truth():
-    synthetic = pytest.importorskip("samstar_env.data.synthetic")
     m = synthetic.generate("perovskite", 1, size=(128, 128))
     r = gt_metrics(MaskSet.from_labels(m.labels), m)
     assert r["f1"] == 1.0 and r["mean_seg_accuracy"] == 1.0 and r["merge_rate"] == 0.0

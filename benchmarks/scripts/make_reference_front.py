@@ -5,23 +5,23 @@ evaluated reward vector, keep the non-dominated ones, and write
 ``benchmarks/reference_fronts/<suite>-v<version>/<task>.json`` plus a README.md that says how it was
 made (agents, budget, seeds, evaluations pooled, wall time, versions).
 
-    python benchmarks/make_reference_front.py --suite quick --agents nsga2,random --budget 300 --seeds 0,1
+    python benchmarks/scripts/make_reference_front.py --suite quick --agents nsga2,random --budget 300 --seeds 0,1
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from script_args import parse_dataclass_args
 
 from samstar_env.agents import make_agent
-from samstar_env.benchmarks.mo_metrics import hypervolume, non_dominated
 from samstar_env.benchmarks.reference import problem_of, reference_front_path, write_reference_front
 from samstar_env.benchmarks.runner import RunSpec, build_problem, versions
 from samstar_env.benchmarks.suites import load_suite
+from samstar_env.metrics.multiobjective import hypervolume, non_dominated
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Args:
     """Restrict to these tasks (comma-separated); default all of the suite's."""
 
 
-def main(args: Args) -> None:
+def run(args: Args) -> None:
     suite = load_suite(args.suite)
     tasks = [t for t in args.tasks.split(",") if t] or list(suite.tasks)
     agents = [a for a in args.agents.split(",") if a]
@@ -73,13 +73,14 @@ def main(args: Args) -> None:
         print(f"{task}: front of {len(front)} points, HV {how['hypervolume']:.4f}, {wall:.0f} s", flush=True)
         # Rewritten after every task: an interrupted run still documents the fronts it wrote.
         readme = reference_front_path(suite, tasks[0]).parent / "README.md"
-        made = (f"Made with `python benchmarks/make_reference_front.py --suite {args.suite} --agents {args.agents} "
+        made = (f"Made with `python benchmarks/scripts/make_reference_front.py --suite {args.suite} --agents {args.agents} "
                 f"--budget {args.budget} --seeds {args.seeds}`.")
         Path(readme).write_text("\n".join([*lines, made]) + "\n", encoding="utf-8")
 
 
+def main(argv: list[str] | None = None) -> None:
+    run(Args(**parse_dataclass_args(Args, __doc__.split("\n\n")[0], argv)))
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    for name, f in Args.__dataclass_fields__.items():
-        parser.add_argument(f"--{name}", type=type(f.default), default=f.default)
-    main(Args(**vars(parser.parse_args())))
+    main()

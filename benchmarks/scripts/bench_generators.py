@@ -2,8 +2,8 @@
 
 The target (issue 2) is < 500 ms for a 512 x 512 image on one core. Run::
 
-    python benchmarks/bench_generators.py            # all tasks, 512 x 512, 10 seeds each
-    python benchmarks/bench_generators.py --size 1024 --n 3
+    python benchmarks/scripts/bench_generators.py            # all tasks, 512 x 512, 10 seeds each
+    python benchmarks/scripts/bench_generators.py --size 1024 --n 3
 
 It pins numpy/scipy to one thread so the number means "one core" even on a bigger machine.
 """
@@ -11,18 +11,13 @@ It pins numpy/scipy to one thread so the number means "one core" even on a bigge
 from __future__ import annotations
 
 import os
+import time
+from dataclasses import dataclass
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-import argparse  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-
-import numpy as np  # noqa: E402
+from script_args import parse_dataclass_args
 
 
-@dataclass
+@dataclass(frozen=True)
 class Args:
     tasks: tuple[str, ...] = ("perovskite", "ito", "auco")
     """tasks to time"""
@@ -32,17 +27,18 @@ class Args:
     """images per task (seeds 0..n-1 of the train range, after one warm-up image)"""
 
 
-def parse() -> Args:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tasks", nargs="+", default=list(Args.tasks))
-    p.add_argument("--size", type=int, default=Args.size)
-    p.add_argument("--n", type=int, default=Args.n)
-    a = p.parse_args()
-    return Args(tuple(a.tasks), a.size, a.n)
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
 
 
-def main() -> None:
-    args = parse()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    # Set before numpy/scipy load their thread pools (so imported only below), so that the number
+    # means "one core" even on a bigger machine.
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
+    import numpy as np
+
     from samstar_env.data.synthetic import generate, split_seeds
 
     # CPU time is the fair "one core" number on a shared machine; wall time is what a user waits.

@@ -2,7 +2,7 @@
 
 Run on a machine with a CUDA GPU (it exits with status 2 when there is none)::
 
-    python benchmarks/gpu_check.py --model samstar-tiny --size 512
+    python benchmarks/scripts/gpu_check.py --model samstar-tiny --size 512
 
 It prints, for one synthetic test micrograph:
 
@@ -19,16 +19,34 @@ It prints, for one synthetic test micrograph:
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+from script_args import parse_dataclass_args
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+#: The checkout's root: put on ``sys.path`` by :func:`main` so a checkout runs without an install.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass(frozen=True)
+class Args:
+    model: str = "samstar-tiny"
+    """registered model name or checkpoint path"""
+    size: int = 512
+    """side of the synthetic test micrograph in pixels"""
+    recipe: str = "samstar_env/models/recipes/samstar-tiny-stage5-gpu.json"
+    """training recipe (JSON) whose step is profiled"""
+    train_steps: int = 5
+    """timed training steps per decoding mode (after two untimed warm-up steps)"""
+    profile_only_cpu: bool = False
+    """only the training-step profile, on the CPU (no GPU needed)"""
+    out: str | None = None
+    """write the figures as JSON here"""
 
 
 def _match_fraction(ref: list[np.ndarray], got: list[np.ndarray], *, iou: float = 0.9) -> float:
@@ -105,7 +123,7 @@ def check_engine(model_name: str, size: int) -> list[dict]:
 
 
 def _train_step(sam, opt, samples, config) -> None:  # type: ignore[no-untyped-def]
-    from samstar_env.models.train_tiny import batch_loss
+    from samstar_env.models.training import batch_loss
 
     loss, _ = batch_loss(sam, samples, config=config)
     loss.backward()
@@ -118,7 +136,7 @@ def profile_train_step(recipe: str, steps: int, device: str) -> dict:
     from dataclasses import replace
 
     from samstar_env.models.tiny import build_tiny_sam
-    from samstar_env.models.train_tiny import ShapesPool, config_from_dict, draw_batch
+    from samstar_env.models.training import ShapesPool, config_from_dict, draw_batch
 
     cuda = device.startswith("cuda")
     config = replace(config_from_dict(json.loads(Path(recipe).read_text())), init_weights=None)
@@ -152,14 +170,8 @@ def profile_train_step(recipe: str, steps: int, device: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="samstar-tiny")
-    p.add_argument("--size", type=int, default=512)
-    p.add_argument("--recipe", default="samstar_env/models/recipes/samstar-tiny-stage5-gpu.json")
-    p.add_argument("--train-steps", type=int, default=5)
-    p.add_argument("--profile-only-cpu", action="store_true", help="only the training-step profile, on the CPU (no GPU needed)")
-    p.add_argument("--out", default=None, help="write the figures as JSON here")
-    a = p.parse_args(argv)
+    a = Args(**parse_dataclass_args(Args, __doc__.split("\n\n")[0], argv))
+    sys.path.insert(0, str(REPO_ROOT))
     if a.profile_only_cpu:
         result = {"train_step": profile_train_step(a.recipe, a.train_steps, "cpu")}
     elif not torch.cuda.is_available():

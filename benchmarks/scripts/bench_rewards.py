@@ -1,6 +1,6 @@
 """Benchmark: milliseconds per reward call for ~300 masks on a 512x512 micrograph.
 
-Run ``python benchmarks/bench_rewards.py`` (about 20 s on 2 CPU cores). Prints, read top to
+Run ``python benchmarks/scripts/bench_rewards.py`` (about 20 s on 2 CPU cores). Prints, read top to
 bottom:
 
 1. the one-off per-IMAGE cost (foreground estimate, gradient, LoG blob counts), paid once per
@@ -22,13 +22,13 @@ per mask; auco: many 3-10 px particles and a few aggregates).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from script_args import parse_dataclass_args
 
 from samstar_env.data.synthetic import generate, prior
 from samstar_env.engine.maskset import MaskSet
@@ -56,11 +56,8 @@ class Args:
     """section 4: 'own' runs each preset on its own task's data, 'task' runs all on --task's"""
 
 
-def parse_args() -> Args:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for f in fields(Args):
-        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
-    return Args(**vars(parser.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
 
 
 def build_masks(m, n: int) -> np.ndarray:
@@ -85,7 +82,7 @@ def fresh(ms: MaskSet) -> MaskSet:
     return dataclasses.replace(ms)
 
 
-def main(args: Args) -> None:
+def run(args: Args) -> None:
     m = generate(args.task, args.seed, size=(args.size, args.size))
     p = prior(args.task)
     masks = build_masks(m, args.n_masks)
@@ -147,5 +144,9 @@ def main(args: Args) -> None:
     print("  target (issue 5): <= 20 ms per reward")
 
 
+def main(argv: list[str] | None = None) -> None:
+    run(parse_args(argv))
+
+
 if __name__ == "__main__":
-    main(parse_args())
+    main()

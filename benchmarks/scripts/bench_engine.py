@@ -1,6 +1,6 @@
 """Benchmark: MaskEngine against a fresh SamAutomaticMaskGenerator, cold and warm, side by side.
 
-Run ``python benchmarks/bench_engine.py`` (about 20 minutes on 2 CPU cores with samstar-tiny),
+Run ``python benchmarks/scripts/bench_engine.py`` (about 20 minutes on 2 CPU cores with samstar-tiny),
 ``--quick`` (a minute: 256 px, points_per_side 8/16) or ``--large`` (adds 2048² against AMG and
 4096² for the engine alone, the memory goals). For each image size x crop_n_layers x
 points_per_side it runs, in this one process and on the same image and model:
@@ -26,7 +26,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from samstar_env.benchmarks.script_args import parse_dataclass_args
+from script_args import parse_dataclass_args
 
 
 @dataclass(frozen=True)
@@ -51,8 +51,8 @@ class Args:
     """optional path for a JSON file with every figure"""
 
 
-def parse_args() -> Args:
-    ns = parse_dataclass_args(Args, __doc__.splitlines()[0])
+def parse_args(argv: list[str] | None = None) -> Args:
+    ns = parse_dataclass_args(Args, __doc__.splitlines()[0], argv)
     if ns["quick"]:
         ns.update(sizes=(256,), crop_layers=(0, 1), points_per_side=(8, 16))
     return Args(**ns)
@@ -96,8 +96,8 @@ class PeakRss:
         return (self.peak - self.base) / 1e9
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     import numpy as np
     import torch
     from segment_anything import SamAutomaticMaskGenerator

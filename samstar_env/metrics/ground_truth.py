@@ -1,8 +1,9 @@
-"""Ground-truth segmentation metrics (installed as ``samstar_env.benchmarks.metrics``).
+"""Ground-truth segmentation metrics.
 
-These judge tuners in benchmarks; they never enter a reward. Predictions are a :class:`MaskSet`
-(masks may overlap, as SAM's do); ground truth is an instance label image (0 = background, visible
-parts only), plus, for the occluded-particle recall, the generators' amodal ``instances``.
+These judge tuners (benchmarks, the problem's optional ground-truth report, model quality); they
+never enter a reward. Predictions are a :class:`MaskSet` (masks may overlap, as SAM's do); ground
+truth is an instance label image (0 = background, visible parts only), plus, for the
+occluded-particle recall, the generators' amodal ``instances``.
 
 Definitions (N_p predictions, N_g ground-truth particles, IoU on pixels):
 

@@ -4,9 +4,9 @@ Issue 9's speed goal: a streamed frame costs no more than one AMG call at the sa
 measuring and writing the particle table are the only extras; the drift monitor's rewards are
 optional and reported separately). Run::
 
-    python benchmarks/bench_stream.py                                   # SAM defaults, points_per_side 16
-    python benchmarks/bench_stream.py --params runs/perovskite/best_params.json --frames 6
-    python benchmarks/bench_stream.py --drift-task perovskite           # also time the rewards
+    python benchmarks/scripts/bench_stream.py                           # SAM defaults, points_per_side 16
+    python benchmarks/scripts/bench_stream.py --params runs/perovskite/best_params.json --frames 6
+    python benchmarks/scripts/bench_stream.py --drift-task perovskite   # also time the rewards
 
 Frames are synthetic ``--task`` micrographs (512 x 512, uint8 TIFF with pixel size) written into a
 folder before the stream starts, so the stream never waits for a writer: its wall time is processing
@@ -19,16 +19,16 @@ speed does not depend on the weights, only the number of masks kept does.
 
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from script_args import parse_dataclass_args
 
 
-@dataclass
+@dataclass(frozen=True)
 class Args:
     params: str | None = None
     """best_params.json (or AmgParams JSON); default: SAM's defaults with points_per_side 16"""
@@ -46,11 +46,8 @@ class Args:
     """torch intra-op threads"""
 
 
-def parse() -> Args:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    for name, default in vars(Args()).items():
-        p.add_argument(f"--{name.replace('_', '-')}", type=type(default) if default is not None else str, default=default)
-    return Args(**vars(p.parse_args()))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
 
 
 def load_model(name: str):
@@ -65,8 +62,8 @@ def load_model(name: str):
         return build_tiny_sam(SAMSTAR_TINY_CONFIG, seed=0).eval(), f"samstar-tiny architecture, RANDOM weights ({exc})"
 
 
-def main() -> None:
-    args = parse()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     import torch
     from segment_anything import SamAutomaticMaskGenerator
 
@@ -74,7 +71,7 @@ def main() -> None:
     from samstar_env.data.synthetic import generate
     from samstar_env.engine import to_sam_image
     from samstar_env.params import AmgParams
-    from samstar_env.stream import LOG_NAME, run_stream
+    from samstar_env.stream import LOG_NAME, StreamConfig, run_stream
 
     torch.set_num_threads(args.threads)
     params = AmgParams.from_json(args.params) if args.params else AmgParams(points_per_side=16)
@@ -100,10 +97,11 @@ def main() -> None:
 
     stream_wall, bare, n_bare = 0.0, [], []
     for _ in range(args.frames):
-        rep = run_stream(
+        config = StreamConfig(
             src, params=params, model=sam, out_dir=work / "out", settle_s=0.0, max_frames=1,
-            task=args.drift_task, drift=args.drift_task is not None, echo=None,
+            task=args.drift_task, drift=args.drift_task is not None,
         )
+        rep = run_stream(config, echo=None)
         stream_wall += rep.wall_s
         rgb = to_sam_image(load_image(src / rep.processed[0]))
         t0 = time.perf_counter()

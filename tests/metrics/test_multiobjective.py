@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
-from samstar_env.benchmarks.mo_metrics import (
+from samstar_env.metrics.multiobjective import (
     anytime_hypervolume,
+    dominates,
     evaluations_to_reach,
     hypervolume,
     igd_plus,
@@ -30,6 +31,22 @@ def test_non_dominated_matches_brute_force():
     rng = np.random.default_rng(0)
     r = rng.random((60, 3))
     brute = [i for i in range(len(r)) if not any(np.all(r[j] >= r[i]) and np.any(r[j] > r[i]) for j in range(len(r)))]
+    assert non_dominated(r).tolist() == brute
+
+
+def test_dominates_hand_cases():
+    assert dominates(np.array([0.5, 0.6]), np.array([0.5, 0.4]))
+    assert not dominates(np.array([0.5, 0.4]), np.array([0.5, 0.6]))
+    assert not dominates(np.array([0.5, 0.4]), np.array([0.5, 0.4]))  # equal: irreflexive
+    assert not dominates(np.array([0.9, 0.1]), np.array([0.1, 0.9]))  # a trade-off
+    assert dominates([2.0, 3.0], [1.0, -1.0])  # compares only: any range, any array-like
+    assert isinstance(dominates([1.0], [0.0]), bool)
+
+
+def test_dominates_agrees_with_non_dominated():
+    rng = np.random.default_rng(2)
+    r = rng.integers(0, 4, size=(40, 3)) / 3.0  # a coarse grid: many ties and duplicates
+    brute = [i for i in range(len(r)) if not any(dominates(r[j], r[i]) for j in range(len(r)))]
     assert non_dominated(r).tolist() == brute
 
 

@@ -5,7 +5,7 @@ Reads top to bottom:
 1. load the model (``load_sam``: a registered name or a checkpoint path);
 2. image-encoder latency (``SamPredictor.set_image``: resize, normalize, encode) at 512² and 1024²;
 3. for each synthetic task, a few held-out ``test`` seeds (never tune/train seeds), and for emps-dev
-   (the validation set, grey), F1 at IoU 0.5 (Hungarian matching, ``samstar_env.benchmarks.metrics``)
+   (the validation set, grey), F1 at IoU 0.5 (Hungarian matching, ``samstar_env.metrics.ground_truth``)
    with SAM's default AMG parameters and with the best parameters of a small ground-truth-oracle
    grid (one setting per dataset, maximizing the mean F1 over its images). The grid varies only
    thresholds replayed from ``MaskEngine``'s cache, plus optionally points_per_side, so each image is
@@ -14,12 +14,11 @@ Reads top to bottom:
 
 Run::
 
-    python benchmarks/model_quality.py --out train_runs/quality.json
+    python benchmarks/scripts/model_quality.py --out train_runs/quality.json
 """
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from script_args import parse_dataclass_args
 
 
 @dataclass(frozen=True)
@@ -87,43 +87,8 @@ class DatasetResult:
     and F1 at IoU 0.3 (far above F1@0.5: the particles are found but outlined too loosely)."""
 
 
-def parse_args() -> Args:
-    d = Args()
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default=d.model)
-    p.add_argument("--tasks", default=",".join(d.tasks))
-    p.add_argument("--images-per-task", type=int, default=d.images_per_task)
-    p.add_argument("--size", type=int, default=d.size)
-    p.add_argument("--emps-images", type=int, default=d.emps_images)
-    p.add_argument("--points-per-side", default=",".join(map(str, d.points_per_side)))
-    p.add_argument("--crop-n-layers", default=",".join(map(str, d.crop_n_layers)))
-    p.add_argument("--crop-n-points-downscale-factor", type=int, default=d.crop_n_points_downscale_factor)
-    p.add_argument("--pred-iou-thresh", default=",".join(map(str, d.pred_iou_thresh)))
-    p.add_argument("--stability-score-thresh", default=",".join(map(str, d.stability_score_thresh)))
-    p.add_argument("--box-nms-thresh", default=",".join(map(str, d.box_nms_thresh)))
-    p.add_argument("--latency-repeats", type=int, default=d.latency_repeats)
-    p.add_argument("--threads", type=int, default=d.threads)
-    p.add_argument("--out", default=None)
-    p.add_argument("--skip-quality", action="store_true")
-    a = p.parse_args()
-    floats = lambda s: tuple(float(v) for v in s.split(",") if v)  # noqa: E731
-    return Args(
-        model=a.model,
-        tasks=tuple(t for t in a.tasks.split(",") if t),
-        images_per_task=a.images_per_task,
-        size=a.size,
-        emps_images=a.emps_images,
-        points_per_side=tuple(int(v) for v in a.points_per_side.split(",") if v),
-        crop_n_layers=tuple(int(v) for v in a.crop_n_layers.split(",") if v),
-        crop_n_points_downscale_factor=a.crop_n_points_downscale_factor,
-        pred_iou_thresh=floats(a.pred_iou_thresh),
-        stability_score_thresh=floats(a.stability_score_thresh),
-        box_nms_thresh=floats(a.box_nms_thresh),
-        latency_repeats=a.latency_repeats,
-        threads=a.threads,
-        out=a.out,
-        skip_quality=a.skip_quality,
-    )
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.split("\n\n")[0], argv))
 
 
 def encoder_latency_s(model, sides: tuple[int, ...], repeats: int) -> dict[int, dict[str, float]]:
@@ -151,7 +116,13 @@ def encoder_latency_s(model, sides: tuple[int, ...], repeats: int) -> dict[int, 
 
 def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
     """Default-parameter F1 and the best mean F1 over the oracle grid, for one dataset."""
-    from samstar_env.benchmarks.metrics import gt_metrics, match, merge_rate, over_segmentation_rate, overlaps
+    from samstar_env.metrics.ground_truth import (
+        gt_metrics,
+        match,
+        merge_rate,
+        over_segmentation_rate,
+        overlaps,
+    )
     from samstar_env.params import AmgParams
 
     default = AmgParams()
@@ -201,8 +172,8 @@ def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
     )
 
 
-def main() -> None:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     from samstar_env.models.registry import load_sam
 

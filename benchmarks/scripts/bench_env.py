@@ -1,6 +1,6 @@
 """Benchmark: `samstar cache warm` per registered env id, then the cost of random env steps.
 
-Run ``python benchmarks/bench_env.py`` (about 10 minutes per task on 2 CPU cores with
+Run ``python benchmarks/scripts/bench_env.py`` (about 10 minutes per task on 2 CPU cores with
 samstar-tiny) or ``--tasks perovskite --steps 20``. For each task it
 
 1. warms the env's default space (``samstar cache warm TASK``: every crop and point grid of
@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 
-from samstar_env.benchmarks.script_args import parse_dataclass_args
+from script_args import parse_dataclass_args
 
 
 @dataclass(frozen=True)
@@ -35,12 +35,12 @@ class Args:
     """torch CPU threads"""
 
 
-def parse_args() -> Args:
-    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0]))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
 
 
-def main() -> int:
-    args = parse_args()
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if args.cache_dir:
         os.environ["SAMSTAR_CACHE"] = args.cache_dir
     import gymnasium as gym
@@ -73,7 +73,7 @@ def main() -> int:
             _, _, terminated, truncated, info = env.step(env.action_space.sample())
             times.append(time.perf_counter() - t0)
             if slowest is None or times[-1] > slowest[0]:
-                engine_s = sum(v for k, v in info["cost"].engine.items() if k.startswith("seconds."))
+                engine_s = sum(v for k, v in env.unwrapped.last_cost.engine.items() if k.startswith("seconds."))
                 slowest = (times[-1], info["params"], info["n_masks"], engine_s)
             if terminated or truncated:
                 env.reset()

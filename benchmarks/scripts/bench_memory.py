@@ -1,6 +1,6 @@
 """Benchmark: peak memory of one cold evaluation, MaskEngine against SamAutomaticMaskGenerator.
 
-Run ``python benchmarks/bench_memory.py`` (2048² with both, then 4096² with the engine alone: about
+Run ``python benchmarks/scripts/bench_memory.py`` (2048² with both, then 4096² with the engine alone: about
 6 minutes on 2 CPU cores with samstar-tiny) or ``--sizes 1024 --points-per-side 16`` to check it.
 Each measurement runs in a child process of its own, holding only the model and the image, and
 reports that process's peak resident memory (``ru_maxrss``) before and after the call, so one
@@ -16,7 +16,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from samstar_env.benchmarks.script_args import parse_dataclass_args
+from script_args import parse_dataclass_args
 
 CHILD = r"""
 import json, resource, sys, time
@@ -61,15 +61,15 @@ class Args:
     """torch CPU threads"""
 
 
-def parse_args() -> Args:
-    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0]))
+def parse_args(argv: list[str] | None = None) -> Args:
+    return Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     import tempfile
     from pathlib import Path
 
-    args = parse_args()
+    args = parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="bench_memory_"))
     print(f"model {args.model}, points_per_side {args.points_per_side}, {args.threads} threads; peak RSS of a child "
           "process holding the model and the image")
