@@ -3,7 +3,8 @@
 Reads top to bottom:
 
 1. load the model (``load_sam``: a registered name or a checkpoint path);
-2. image-encoder latency (``SamPredictor.set_image``: resize, normalize, encode) at 512² and 1024²;
+2. image-encoder latency (``SamPredictor.set_image``: resize, normalize, encode) at 512² and 1024²,
+   and one cold AMG call at points_per_side 32 on a 512² synthetic test frame;
 3. for each synthetic task, a few held-out ``test`` seeds (never tune/train seeds), and for emps-dev
    (the validation set, grey), F1 at IoU 0.5 (Hungarian matching, ``samstar_env.metrics.ground_truth``)
    with SAM's default AMG parameters and with the best parameters of a small ground-truth-oracle
@@ -172,6 +173,25 @@ def evaluate(engine, name: str, images: list, args: Args) -> DatasetResult:
     )
 
 
+def amg_latency_s(model) -> float:
+    """Wall time of one cold ``SamAutomaticMaskGenerator.generate`` at points_per_side 32 on a 512² image.
+
+    The decoder runs once per prompt point, so this is the cost its token grid sets (the issue's
+    bound: at most 2x samstar-tiny v3's). The image is a fixed synthetic perovskite test frame;
+    pred_iou 0.2 / stability 0.8 keep the post-processing comparable between models.
+    """
+    from segment_anything import SamAutomaticMaskGenerator
+
+    from samstar_env.data.synthetic import generate, split_seeds
+
+    grey = generate("perovskite", seed=split_seeds("perovskite", "test")[0], size=(512, 512)).image
+    rgb = np.repeat((np.clip(grey, 0, 1) * 255).astype(np.uint8)[:, :, None], 3, axis=2)
+    amg = SamAutomaticMaskGenerator(model, points_per_side=32, pred_iou_thresh=0.2, stability_score_thresh=0.8)
+    t0 = time.perf_counter()
+    amg.generate(rgb)
+    return time.perf_counter() - t0
+
+
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -184,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     latency = encoder_latency_s(model, (512, 1024), args.latency_repeats)
     for side, s in latency.items():
         print(f"encoder latency (set_image) {side}x{side}: median {s['median']:.3f} s, best {s['min']:.3f} s", flush=True)
+    amg_s = amg_latency_s(model)
+    print(f"cold AMG latency (points_per_side 32, 512x512): {amg_s:.2f} s", flush=True)
 
     results: list[DatasetResult] = []
     if not args.skip_quality:
@@ -221,7 +243,7 @@ def main(argv: list[str] | None = None) -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps({
             "model": args.model, "parameters": n_params, "threads": args.threads, "cpu_count": os.cpu_count(),
-            "encoder_latency_s": {str(k): v for k, v in latency.items()},
+            "encoder_latency_s": {str(k): v for k, v in latency.items()}, "amg_latency_s": amg_s,
             "args": asdict(args), "results": [asdict(r) for r in results],
         }, indent=2))
 

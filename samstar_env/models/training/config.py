@@ -41,6 +41,11 @@ class TrainConfig:
     scale 3, against 0.16 with PyTorch's default init (and 0.12 with q/k scaled by 4 unmatched)."""
     init_weights: str | None = None
     """Start from these samstar-sam/1 weights (fresh optimizer and schedule) instead of a random init."""
+    init_decoder_weights: str | None = None
+    """Copy the prompt encoder and mask decoder from these samstar-sam/1 weights (applied after
+    init_weights): a model with another image encoder but the same embedding grid and decoder width
+    (v3's ViT -> a convolutional v4 at stride 16) keeps the prompt routing v3 learned in 7 CPU hours,
+    and training starts on the new encoder only where it matters."""
     max_steps: int = 5000
     """Stop after this many optimizer steps (and anneal the learning rate over them if schedule='steps')."""
     max_minutes: float | None = None

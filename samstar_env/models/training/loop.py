@@ -56,6 +56,27 @@ class TrainResult:
     elapsed_s: float
 
 
+def copy_decoder(src: Sam, dst: Sam, *, source: str = "source model") -> None:
+    """Copy ``src``'s prompt encoder and mask decoder into ``dst`` (same shapes required).
+
+    Examples
+    --------
+    >>> from samstar_env.models.tiny import TinySamConfig, build_tiny_sam
+    >>> vit = build_tiny_sam(TinySamConfig(img_size=64, patch_size=8, embed_dim=16, depth=1, num_heads=1,
+    ...                                    global_attn_indexes=(0,), prompt_dim=16, decoder_mlp_dim=32), seed=0)
+    >>> conv = build_tiny_sam(TinySamConfig(img_size=128, encoder="conv", conv_widths=(8, 8, 8, 8),
+    ...                                     conv_embed_stride=16, prompt_dim=16, decoder_mlp_dim=32), seed=1)
+    >>> copy_decoder(vit, conv)
+    >>> bool(torch.equal(vit.mask_decoder.iou_token.weight, conv.mask_decoder.iou_token.weight))
+    True
+    """
+    for part in ("prompt_encoder", "mask_decoder"):
+        try:
+            getattr(dst, part).load_state_dict(getattr(src, part).state_dict())
+        except RuntimeError as exc:
+            raise InputError(f"init_decoder_weights {source}: its {part} does not fit this model ({exc})") from exc
+
+
 def match_decoder_attention(sam: Sam, *, scale: float) -> int:
     """Set ``k_proj`` to ``q_proj`` (both times ``scale``) in every attention of the mask decoder.
 
@@ -162,6 +183,8 @@ def train(
         if checkpoint_config(config.init_weights) != config.model:
             raise InputError(f"init_weights {config.init_weights}: model config differs from the run's")
         sam.load_state_dict(init.state_dict())
+    if config.init_decoder_weights:
+        copy_decoder(load_checkpoint(config.init_decoder_weights), sam, source=config.init_decoder_weights)
     sam = sam.to(device)
     sam.train()
     opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
