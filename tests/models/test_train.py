@@ -303,8 +303,22 @@ def test_point_multimask_option_reaches_the_decoder(tmp_path, pools):
             assert calls == [(multimask, 3 if multimask else 1)] * (1 if batched else len(batch))
 
 
+def test_v4_recipes_chain_pilot_to_piece2():
+    p1, p2, piece2 = (load_recipe(RECIPES_DIR / f"samstar-tiny-v4-{n}.json") for n in ("pilot-p1", "pilot-p2", "p1-piece2"))
+    # Both pilots: one recipe, from scratch, a convolutional encoder at a 512-px input; only the model differs.
+    assert p1.model.encoder == p2.model.encoder == "conv" and p1.model.img_size == p2.model.img_size == 512
+    assert p1.init_weights is None and p2.init_weights is None and p1.max_minutes == p2.max_minutes == 30
+    assert {k: v for k, v in vars(p1).items() if k not in ("model", "run_dir", "output")} == {
+        k: v for k, v in vars(p2).items() if k not in ("model", "run_dir", "output")
+    }
+    # P1's embedding grid equals v3's, so the second piece starts from P1 with v3's decoder.
+    assert p1.model.embedding_side == 32 and p2.model.embedding_side == 64
+    assert piece2.model == p1.model and piece2.init_weights == p1.output
+    assert piece2.init_decoder_weights == "samstar_env/models/weights/samstar_tiny.pt"
+
+
 def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
-    recipes = sorted(RECIPES_DIR.glob("*.json"))
+    recipes = sorted(RECIPES_DIR.glob("samstar-tiny-stage*.json"))
     names = [f"samstar-tiny-stage{i}.json" for i in (1, 2, 3, 4)] + ["samstar-tiny-stage5-gpu.json", "samstar-tiny-stage6-cpu.json"]
     assert [p.name for p in recipes] == names
     stage1, stage2, stage3, stage4, stage5, stage6 = (
