@@ -61,8 +61,7 @@ def test_given_parameters_win(tmp_path):
     assert params.pred_iou_thresh == 0.3 and str(path) in source
 
 
-def test_segment_records_the_source(tmp_path, random_sam, restore_registry):
-    register_model("op-tiny", tmp_path / "t.pt", operating_point={"pred_iou_thresh": 0.0, "stability_score_thresh": 0.0})
+def test_segment_records_the_source(tmp_path, random_sam):
     img = (np.random.default_rng(0).random((64, 64)) * 255).astype(np.uint8)
     # An in-memory model is not registered: SAM's defaults, said so in the summary.
     segment(img, model=random_sam, out_dir=tmp_path / "out")
