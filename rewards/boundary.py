@@ -28,7 +28,7 @@ def boundary_scores(masks: MaskSet, image: Micrograph, prior: PhysicsPrior) -> n
         r0, c0, r1, c1 = g.bbox_rc[i].tolist()
         # Two pixels of margin: the ring reaches one pixel outside the mask.
         R0, C0, R1, C1 = max(r0 - 2, 0), max(c0 - 2, 0), min(r1 + 2, h), min(c1 + 2, w)
-        sub = np.ascontiguousarray(masks.masks[i, R0:R1, C0:C1]).view(np.uint8)
+        sub = np.ascontiguousarray(masks.window(i, R0, C0, R1, C1)).view(np.uint8)
         gr = grad[R0:R1, C0:C1]
         ero = cv2.erode(sub, _K3, borderType=cv2.BORDER_CONSTANT, borderValue=0)
         ring = cv2.dilate(sub, _K3) != ero

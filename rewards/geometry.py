@@ -44,7 +44,7 @@ from skimage.feature import blob_log
 
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.data.polarity import particle_split
-from samstar_env.engine.maskset import MaskSet
+from samstar_env.engine.maskset import MaskCrops, MaskSet
 
 #: A mask covering more than this fraction of the image is a background (support film) mask.
 BACKGROUND_AREA_FRACTION = 0.5
@@ -86,8 +86,9 @@ class MaskGeometry:
         Area above ``BACKGROUND_AREA_FRACTION`` of the frame.
     flat_pixels : scipy.sparse.csr_array of bool, shape (N, H * W)
         Pixel incidence: row i holds the flat indices (row-major, ascending) of mask i's pixels.
-    masks : ndarray of bool, shape (N, H, W)
-        The masks themselves (the MaskSet's array, not a copy), cropped by the shape features.
+    crops : MaskCrops
+        The masks themselves, each on its window (the MaskSet's, not a copy; not the MaskSet,
+        which keys the geometry cache weakly), read on each box by the shape features.
 
     Attributes
     ----------
@@ -125,7 +126,7 @@ class MaskGeometry:
     touches_border: np.ndarray
     is_background: np.ndarray
     flat_pixels: sp.csr_array
-    masks: np.ndarray = field(repr=False)
+    crops: MaskCrops = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -188,7 +189,7 @@ class MaskGeometry:
     def _crop(self, i: int | np.integer) -> np.ndarray:
         """Mask i on its box crop as contiguous uint8 0/1 (what OpenCV and skimage take)."""
         r0, c0, r1, c1 = self.bbox_rc[i]
-        return np.ascontiguousarray(self.masks[i, r0:r1, c0:c1]).view(np.uint8)
+        return np.ascontiguousarray(self.crops.window(i, r0, c0, r1, c1)).view(np.uint8)
 
     @cached_property
     def perimeter_px(self) -> np.ndarray:
@@ -341,7 +342,7 @@ def _measure(ms: MaskSet) -> MaskGeometry:
     n = len(ms)
     bbox = _crop_bounds(ms)
     frame_index = _frame_index(h, w)
-    flat = [frame_index[r0:r1, c0:c1][ms.masks[i, r0:r1, c0:c1]] for i, (r0, c0, r1, c1) in enumerate(bbox.tolist())]
+    flat = [frame_index[r0:r1, c0:c1][ms.window(i, r0, c0, r1, c1)] for i, (r0, c0, r1, c1) in enumerate(bbox.tolist())]
     counts = np.array([f.size for f in flat], np.int64)
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])
@@ -352,7 +353,7 @@ def _measure(ms: MaskSet) -> MaskGeometry:
     border = np.zeros(n, bool)
     for i in np.flatnonzero((bbox[:, 0] == 0) | (bbox[:, 1] == 0) | (bbox[:, 2] == h) | (bbox[:, 3] == w)):
         r0, c0, r1, c1 = bbox[i]
-        crop = ms.masks[i, r0:r1, c0:c1]
+        crop = ms.window(i, r0, c0, r1, c1)
         if crop.size:
             border[i] = bool(
                 (r0 == 0 and crop[0].any()) or (c0 == 0 and crop[:, 0].any())
@@ -366,7 +367,7 @@ def _measure(ms: MaskSet) -> MaskGeometry:
         touches_border=border,
         is_background=area > BACKGROUND_AREA_FRACTION * h * w,
         flat_pixels=pixels,
-        masks=ms.masks,
+        crops=ms.crops,
     )
 
 

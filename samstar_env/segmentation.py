@@ -169,8 +169,8 @@ def maskset_from_records(records: Sequence[Mapping[str, Any]], image_shape: tupl
     """Inverse of :meth:`MaskSet.to_amg_records` (``binary_mask`` records), order kept."""
     if not records:
         return MaskSet.empty(image_shape)
-    return MaskSet(
-        masks=np.stack([np.asarray(r["segmentation"], bool) for r in records]),
+    return MaskSet.from_dense(
+        np.stack([np.asarray(r["segmentation"], bool) for r in records]),
         boxes_xywh=np.array([r["bbox"] for r in records], np.float64),
         predicted_iou=np.array([r["predicted_iou"] for r in records], np.float32),
         stability_score=np.array([r["stability_score"] for r in records], np.float32),

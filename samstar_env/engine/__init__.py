@@ -1,8 +1,8 @@
 """MaskEngine: a cached, exact equivalent of SamAutomaticMaskGenerator."""
 
-from samstar_env.engine.maskset import MaskSet
+from samstar_env.engine.maskset import MaskCrops, MaskSet
 
-__all__ = ["MaskSet"]
+__all__ = ["MaskCrops", "MaskSet"]
 
 from samstar_env.engine.engine import (  # noqa: E402
     DEFAULT_CACHE_BYTES,

@@ -24,8 +24,8 @@ from segment_anything.utils.amg import (
 )
 from torchvision.ops.boxes import batched_nms, box_area
 
-from samstar_env.engine.maskset import MaskSet
-from samstar_env.engine.proposals import CropProposals, RegionResult, decode_mask, encode_mask, paste
+from samstar_env.engine.maskset import MaskCrops, MaskSet
+from samstar_env.engine.proposals import CropProposals, RegionResult, encode_mask
 from samstar_env.params import AmgParams
 
 
@@ -227,21 +227,29 @@ def assemble(
     offset: float,
     changed: Sequence[RegionResult | None] | None = None,
 ) -> MaskSet:
-    """Build the :class:`MaskSet` (full-size masks and AMG's annotations) of the selected proposals."""
+    """Build the :class:`MaskSet` of the selected proposals: AMG's annotations, and each mask as the
+    cached bytes of its box crop (decoded when first read, never pasted into a full frame here)."""
     n = len(sel)
     if n == 0:
         return MaskSet.empty(image_shape)
-    masks = np.zeros((n, *image_shape), bool)
+    origins = np.empty((n, 2), np.int64)
+    shapes = np.empty((n, 2), np.int64)
+    sources: list[tuple[np.ndarray, bool]] = []
     iou = np.empty(n, np.float32)
     stab = np.empty(n, np.float32)
     crop_xywh = np.empty((n, 4))
-    for j, (c, i) in enumerate(zip(sel.crop, sel.index, strict=True)):
+    for j, (c, i) in enumerate(zip(sel.crop.tolist(), sel.index.tolist(), strict=True)):
         props = crops[c]
         r = changed[j] if changed else None
         if r is not None:
-            paste(masks[j], decode_mask(r.data, r.box, r.is_runs), r.box)
+            box = r.box
+            sources.append((r.data, r.is_runs))
+            origins[j] = (box[1], box[0])
         else:
-            paste(masks[j], props.mask_crop(i), props.boxes[i], offset=props.crop_box[:2])
+            box = props.boxes[i]
+            sources.append((props.mask_data[props.mask_offsets[i] : props.mask_offsets[i + 1]], bool(props.mask_is_runs[i])))
+            origins[j] = (box[1] + props.crop_box[1], box[0] + props.crop_box[0])
+        shapes[j] = (box[3] - box[1] + 1, box[2] - box[0] + 1)
         iou[j] = props.iou_preds[i]
         stab[j] = props.stability[offset][i]
         x0, y0, x1, y1 = props.crop_box
@@ -249,7 +257,7 @@ def assemble(
     b = sel.boxes.double().numpy()
     boxes_xywh = np.stack([b[:, 0], b[:, 1], b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]], axis=1)
     return MaskSet(
-        masks=masks,
+        crops=MaskCrops(origins, shapes, tuple(sources)),
         boxes_xywh=boxes_xywh,
         predicted_iou=iou,
         stability_score=stab,

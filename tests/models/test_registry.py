@@ -168,6 +168,22 @@ def test_fingerprint_stable_and_sensitive():
     assert model_fingerprint(c) != fp
 
 
+def test_fingerprint_sees_replaced_tensors_and_modules():
+    # The stored token walks a tensor list; assignment of a new parameter, buffer or submodule is
+    # caught by torch's registration hooks instead.
+    a = build_tiny_sam(SMALL, seed=1)
+    fp = model_fingerprint(a)
+    a.mask_decoder.iou_token.weight = torch.nn.Parameter(a.mask_decoder.iou_token.weight.detach() + 1.0)
+    fp2 = model_fingerprint(a)
+    assert fp2 != fp
+    a.mask_decoder.iou_token = torch.nn.Embedding(*a.mask_decoder.iou_token.weight.shape)
+    assert model_fingerprint(a) not in (fp, fp2)
+    # Building an unrelated module does not invalidate (no rehash needed, same answer either way).
+    before = reg._STRUCTURE_GENERATION[0]
+    torch.nn.Linear(3, 3)
+    assert reg._STRUCTURE_GENERATION[0] == before
+
+
 def test_auto_device():
     assert reg.resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
     assert reg.resolve_device("cpu").type == "cpu"
