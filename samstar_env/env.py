@@ -18,7 +18,7 @@ import numpy as np
 from gymnasium import spaces
 
 from samstar_env.data.micrograph import Micrograph
-from samstar_env.defaults import ENV_EPISODE_BUDGET
+from samstar_env.defaults import ENV_EPISODE_BUDGET, ENV_MAX_MASKS
 from samstar_env.observation import (
     IMAGE_FEATURE_HIGH,
     IMAGE_FEATURE_LOW,
@@ -212,8 +212,8 @@ class SamStarEnv(gym.Env):
     import gymnasium as gym
     import samstar_env  # registers the samstar/ ids
 
-    env = gym.make("samstar/Perovskite-v2")  # synthetic perovskite tune image, samstar-tiny
-    env = gym.make("samstar/Custom-v2", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
+    env = gym.make("samstar/Perovskite-v3")  # synthetic perovskite tune image, samstar-tiny
+    env = gym.make("samstar/Custom-v3", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
     ```
 
     task : Task
@@ -240,6 +240,13 @@ class SamStarEnv(gym.Env):
         spec would hold it).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for an engine built from a model name or path.
+    max_masks : int or None
+        Mask budget per image (default :data:`~samstar_env.defaults.ENV_MAX_MASKS`, 1000): an action
+        that keeps more masks on an image (after AMG's filters and NMS) is not scored there; its
+        reward on that image is the reward space's low end (0), ``info["over_mask_budget"]`` holds
+        the counts, and a warning says so once per env. This bounds a step's cost: scoring takes
+        about 1 ms per mask, and loose thresholds keep up to 13,000. ``None`` scores every action
+        (raise it for large frames that hold thousands of particles).
 
     ``info`` after ``step``: ``params`` (the decoded :class:`~samstar_env.params.AmgParams`),
     ``action`` (the clipped action evaluated), ``rewards`` (name -> value of the evaluation),
@@ -251,6 +258,10 @@ class SamStarEnv(gym.Env):
 
     ## Version History
 
+    * v3: a mask budget (``max_masks``, default 1000 per image): an action that keeps more masks
+      is not scored on that image (reward 0, ``info["over_mask_budget"]``), so no step costs more
+      than a second after ``samstar cache warm`` (v2: loose thresholds at points_per_side 64 with
+      crops kept up to 13,000 masks, 20-26 s to score). Everything else as v2.
     * v2 (later, same id): what an evaluation cost (wall time, cache hits and misses) left ``info``
       for :attr:`last_cost`, so ``info`` holds only what the seed and the action decide and
       Gymnasium's determinism check compares it whole; observations, rewards and dynamics unchanged.
@@ -279,6 +290,7 @@ class SamStarEnv(gym.Env):
         gt_metrics: bool = False,
         engine: Segmenter[MaskSet] | None = None,
         device: str = "auto",
+        max_masks: int | None = ENV_MAX_MASKS,
     ) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"SamStarEnv: task must be a samstar_env.task.Task, got {type(task).__name__}")
@@ -306,7 +318,9 @@ class SamStarEnv(gym.Env):
         self.obs_mode: ObsMode = obs_mode
         self.thumbnail_size = int(thumbnail_size)
         self.reward_mode: RewardMode = reward_mode
-        self.problem = TuningProblem(task, gt_metrics=gt_metrics, engine=engine, device=device)
+        self.problem = TuningProblem(task, gt_metrics=gt_metrics, engine=engine, device=device, max_masks=max_masks)
+        self.max_masks = self.problem.max_masks
+        self._warned_budget = False
         self.space = task.space
 
         self.reward_names: tuple[str, ...] = tuple(task.rewards.names)
@@ -457,6 +471,16 @@ class SamStarEnv(gym.Env):
         }
         if ev.gt is not None:
             info["gt"] = _plain(dict(ev.gt))
+        over = ev.details.get("over_mask_budget")
+        if over:
+            info["over_mask_budget"] = tuple(int(n) for n in over)
+            if not self._warned_budget:
+                self._warned_budget = True
+                _log.warning(
+                    "%s kept %s masks on an image, over max_masks=%d: not scored (reward 0 there). Pass "
+                    "max_masks=None (or higher) to score such actions; see SamStarEnv's max_masks.",
+                    params, max(over), self.max_masks,
+                )
         return self._observation(), reward.astype(np.float32), terminated, False, info
 
     # -- helpers ------------------------------------------------------------------------------

@@ -76,3 +76,27 @@ class ResumeMismatchError(RuntimeError):
 CLI_ERRORS: tuple[type[Exception], ...] = (InputError, MissingExtraError, RewardError, ResumeMismatchError)
 """What ``samstar`` reports as one line with exit status 2 (:class:`TaskFileError` and
 :class:`MissingFileError` are InputErrors)."""
+
+
+class MaskBudgetExceeded(RuntimeError):
+    """More masks passed AMG's filters and NMS than the caller's ``max_masks`` allows.
+
+    Raised by ``MaskEngine.generate(..., max_masks=)`` before the per-mask work (small-region
+    post-processing, assembly), so a degenerate configuration costs no more than its replay.
+
+    Parameters
+    ----------
+    count : int
+        Masks that passed the thresholds and NMS (before small-region post-processing).
+    limit : int
+        The ``max_masks`` given.
+    """
+
+    def __init__(self, count: int, limit: int) -> None:
+        super().__init__(f"{count} masks passed the thresholds and NMS; max_masks is {limit}")
+        self.count = int(count)
+        self.limit = int(limit)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.count, self.limit))
+

@@ -8,6 +8,7 @@ RL path and the black-box path give identical numbers.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from samstar_env.data.micrograph import Micrograph
+from samstar_env.errors import InputError, MaskBudgetExceeded
 from samstar_env.params import AmgParams, ParamSpace
 from samstar_env.task import Task
 from samstar_env.type_aliases import Segmenter
@@ -224,6 +226,13 @@ def _is_model_reference(model: Any) -> bool:
     return isinstance(model, (str, Path))
 
 
+def _accepts_max_masks(engine: Any) -> bool:
+    try:
+        return "max_masks" in inspect.signature(engine.generate).parameters
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return False
+
+
 class TuningProblem:
     """Evaluate AMG parameters on a :class:`Task`.
 
@@ -239,6 +248,14 @@ class TuningProblem:
         sent to another process rebuilds its engine there.
     device : str
         ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+    max_masks : int, optional
+        Mask budget per image. A configuration that keeps more masks on an image than this (counted
+        after AMG's filters and NMS, before small-region post-processing) is not scored there: its
+        reward vector on that image is the reward space's low end (0 for the built-in rewards) and
+        ``details["over_mask_budget"]`` holds its count. Scoring thousands of masks costs seconds
+        (the rewards and post-processing work per mask), while no particle image is segmented well
+        by that many; a :class:`~samstar_env.engine.MaskEngine` stops before the per-mask work.
+        ``None`` (default): every configuration is scored.
 
     Examples
     --------
@@ -251,11 +268,15 @@ class TuningProblem:
     """
 
     def __init__(
-        self, task: Task, *, gt_metrics: bool = False, engine: Segmenter[MaskSet] | None = None, device: str = "auto"
+        self, task: Task, *, gt_metrics: bool = False, engine: Segmenter[MaskSet] | None = None, device: str = "auto",
+        max_masks: int | None = None,
     ) -> None:
+        if max_masks is not None and (isinstance(max_masks, bool) or not isinstance(max_masks, (int, np.integer)) or max_masks < 1):
+            raise InputError(f"TuningProblem: max_masks must be a positive integer or None, got {max_masks!r}")
         self.task = task
         self.gt_metrics = bool(gt_metrics)
         self.device = device
+        self.max_masks = None if max_masks is None else int(max_masks)
         self._engine: Segmenter[MaskSet] | None = engine
 
     # -- description -------------------------------------------------------------------------
@@ -301,9 +322,15 @@ class TuningProblem:
         engine = self.engine
         stats_before = _flatten_stats(getattr(engine, "stats", None))
         t0 = time.perf_counter()
-        vectors, n_masks, gts, details = [], [], [], []
+        vectors, n_masks, gts, details, over = [], [], [], [], []
         for im in imgs:
-            masks = engine.generate(im, params)
+            masks = self._generate(engine, im, params)
+            if isinstance(masks, MaskBudgetExceeded):
+                vectors.append(np.asarray(suite.reward_space.low, np.float32))
+                n_masks.append(masks.count)
+                details.append({"over_mask_budget": masks.count, "max_masks": masks.limit})
+                over.append(masks.count)
+                continue
             vec, det = suite.evaluate_with_details(masks, im, self.task.prior, params=params)
             vectors.append(np.asarray(vec, np.float32))
             n_masks.append(len(masks))
@@ -325,8 +352,22 @@ class TuningProblem:
             details={
                 "rewards": details,
                 "engine": _stats_delta(stats_before, _flatten_stats(getattr(engine, "stats", None))),
+                **({"over_mask_budget": tuple(over)} if over else {}),
             },
         )
+
+    def _generate(self, engine: Segmenter[MaskSet], image: Micrograph, params: AmgParams) -> MaskSet | MaskBudgetExceeded:
+        """The image's masks, or the budget error when ``max_masks`` is set and exceeded."""
+        if self.max_masks is None:
+            return engine.generate(image, params)
+        if _accepts_max_masks(engine):
+            try:
+                return engine.generate(image, params, max_masks=self.max_masks)  # type: ignore[call-arg]
+            except MaskBudgetExceeded as exc:
+                return exc
+        # Another segmenter: it did the per-mask work already; the budget still decides the score.
+        masks = engine.generate(image, params)
+        return MaskBudgetExceeded(len(masks), self.max_masks) if len(masks) > self.max_masks else masks
 
     def evaluate_action(self, action: np.ndarray) -> Evaluation:
         """Decode ``action`` in ``[-1, 1]^d`` through the search space and evaluate it."""

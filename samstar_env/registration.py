@@ -3,20 +3,20 @@
 Registered on ``import samstar_env`` (string entry points, versioned ids; bump ``-vN`` when reward
 semantics change):
 
-* ``samstar/Perovskite-v2``, ``samstar/ITO-v2``, ``samstar/AuCo-v2``: the synthetic tasks' frozen
+* ``samstar/Perovskite-v3``, ``samstar/ITO-v3``, ``samstar/AuCo-v3``: the synthetic tasks' frozen
   ``tune`` split with their reward presets and the shipped ``samstar-tiny`` model;
-* ``samstar/Custom-v2``: images, prior, rewards and model passed as keyword arguments.
+* ``samstar/Custom-v3``: images, prior, rewards and model passed as keyword arguments.
 
-The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks) and the ``-v1`` ids
-(the full default space, whose crop layer 2 and crop overlaps cannot be decoded ahead) are
-superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v2`` id. Their
+The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks), the ``-v1`` ids
+(the full default space, whose crop layer 2 and crop overlaps cannot be decoded ahead) and the
+``-v2`` ids (no mask budget: an action keeping 13,000 masks took 20 s to score) are superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v3`` id. Their
 default space is :data:`~samstar_env.params.ENV_DIMENSIONS`: ``samstar cache warm TASK`` decodes
 every crop and grid it reaches, after which every step is a replay.
 
 All ids take :class:`~samstar_env.env.SamStarEnv`'s options as keyword arguments too (``mode``,
 ``budget``, ``obs_mode``, ...), and ``model``, ``space`` and ``rewards`` overrides, e.g.::
 
-    gym.make("samstar/Perovskite-v2", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
+    gym.make("samstar/Perovskite-v3", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
 
 ``gym.make_vec(id, n)`` gives a synchronous vector env with ``(n, k)`` vector rewards; for
 stable-baselines3 scalarize each sub-env:
@@ -40,11 +40,11 @@ from samstar_env.task_file import build_custom_task, check_env_options, task_fro
 
 # Ids -> synthetic task names. The registered ids are frozen; a change of reward semantics gets a new -vN.
 SYNTHETIC_IDS: dict[str, str] = {
-    "samstar/Perovskite-v2": "perovskite",
-    "samstar/ITO-v2": "ito",
-    "samstar/AuCo-v2": "auco",
+    "samstar/Perovskite-v3": "perovskite",
+    "samstar/ITO-v3": "ito",
+    "samstar/AuCo-v3": "auco",
 }
-CUSTOM_ID = "samstar/Custom-v2"
+CUSTOM_ID = "samstar/Custom-v3"
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def make_custom_env(
     name: str = "custom",
     **env_options: Any,
 ) -> Any:
-    """Entry point of ``samstar/Custom-v2``: a :class:`SamStarEnv` on the user's images.
+    """Entry point of ``samstar/Custom-v3``: a :class:`SamStarEnv` on the user's images.
 
     Parameters
     ----------
@@ -152,7 +152,7 @@ def make_synthetic_vector_env(num_envs: int = 1, *, max_episode_steps: int | Non
 
 
 def make_custom_vector_env(num_envs: int = 1, *, max_episode_steps: int | None = None, **kwargs: Any) -> Any:
-    """Vector entry point of ``samstar/Custom-v2`` (``gym.make_vec``)."""
+    """Vector entry point of ``samstar/Custom-v3`` (``gym.make_vec``)."""
     return _vector_env(make_custom_env, num_envs, max_episode_steps, kwargs)
 
 

@@ -1,7 +1,7 @@
 """Task files: a :class:`~samstar_env.task.Task` from a TOML file or from the user's images.
 
 The parser sits beside :class:`~samstar_env.task.Task` (layer 3), below the env and the applications:
-``samstar_env.registration`` (``make_env_from_toml``, ``samstar/Custom-v2``), ``tune`` and ``cache warm``
+``samstar_env.registration`` (``make_env_from_toml``, ``samstar/Custom-v3``), ``tune`` and ``cache warm``
 all read task files through it. Errors are :class:`TaskFileError` naming the file and the key.
 
 A task file::
@@ -50,6 +50,7 @@ from samstar_env.errors import InputError, MissingFileError, TaskFileError
 # import the env (torch) to do so.
 ENV_OPTIONS: tuple[str, ...] = (
     "mode", "budget", "images_per_episode", "obs_mode", "thumbnail_size", "reward_mode", "gt_metrics", "device",
+    "max_masks",
 )  # fmt: skip
 
 
@@ -81,7 +82,7 @@ def build_custom_task(
     name: str = "custom",
     where: str = "custom task",
 ) -> Any:
-    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v2`` and task files).
+    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v3`` and task files).
 
     ``where`` prefixes error messages (the env id or the task file).
     """

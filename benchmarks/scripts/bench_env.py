@@ -5,9 +5,13 @@ samstar-tiny) or ``--tasks perovskite --steps 20``. For each task it
 
 1. warms the env's default space (``samstar cache warm TASK``: every crop and point grid of
    ``ParamSpace.env_default()`` on the tune image) and prints the estimate and the time it took;
-2. makes the README's environment (``gym.make("samstar/<Task>-v2")``) in a fresh engine reading that
+2. makes the README's environment (``gym.make("samstar/<Task>-v3")``) in a fresh engine reading that
    cache, and times ``env.step(env.action_space.sample())`` for random actions: first, median, max;
-3. runs Gymnasium's ``check_env`` on the scalarized env and times it.
+3. steps through the corner of the space that keeps the most masks (points_per_side 64, crop layer
+   1 at downscale 1, pred_iou 0, the lowest stability, the highest NMS thresholds) at every
+   ``min_mask_region_area``: with the default mask budget (``max_masks=1000``) and, once, without
+   it (``max_masks=None``), the cost the budget avoids;
+4. runs Gymnasium's ``check_env`` on the scalarized env and times it.
 
 The cache folder is ``SAMSTAR_CACHE`` (default: the user cache folder) or ``--cache-dir``.
 """
@@ -55,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from samstar_env.problem import clear_shared_engines
     from samstar_env.wrappers import ScalarizeReward
 
-    ids = {"perovskite": "samstar/Perovskite-v2", "ito": "samstar/ITO-v2", "auco": "samstar/AuCo-v2"}
+    ids = {"perovskite": "samstar/Perovskite-v3", "ito": "samstar/ITO-v3", "auco": "samstar/AuCo-v3"}
     print(f"cache: {default_cache_dir()}; torch {torch.__version__}, {args.threads} threads")
     rows = []
     for task_name in args.tasks:
@@ -77,11 +81,30 @@ def main(argv: list[str] | None = None) -> int:
                 slowest = (times[-1], info["params"], info["n_masks"], engine_s)
             if terminated or truncated:
                 env.reset()
-        decodes = env.unwrapped.problem.engine.stats.proposal_misses
+        u = env.unwrapped
+        lo = {d.name: d for d in u.space.dimensions}
+        corner = u.space.decode(np.zeros(u.space.dim)).replace(
+            points_per_side=64, crop_n_layers=1, crop_n_points_downscale_factor=1, pred_iou_thresh=0.0,
+            stability_score_thresh=lo["stability_score_thresh"].low, box_nms_thresh=lo["box_nms_thresh"].high,
+            crop_nms_thresh=lo["crop_nms_thresh"].high)
+        corner_t = []
+        for area in lo["min_mask_region_area"].choices:
+            env.reset()
+            t0 = time.perf_counter()
+            _, _, _, _, info = env.step(u.space.encode(corner.replace(min_mask_region_area=area)))
+            corner_t.append((time.perf_counter() - t0, info["n_masks"], area))
+        free = gym.make(ids[task_name], max_masks=None)
+        free.reset(seed=args.seed)
+        t0 = time.perf_counter()
+        _, _, _, _, info = free.step(u.space.encode(corner.replace(min_mask_region_area=0)))
+        free_s, free_n = time.perf_counter() - t0, info["n_masks"]
+        decodes = u.problem.engine.stats.proposal_misses
         t0 = time.perf_counter()
         check_env(ScalarizeReward(gym.make(ids[task_name])), skip_render_check=True)
         check_s = time.perf_counter() - t0
         t = np.array(times)
+        worst_corner = max(corner_t)
+        t = np.append(t, [c[0] for c in corner_t])
         rows.append((task_name, report, warm_s, t, decodes, check_s))
         print(f"{ids[task_name]}: warm {report.decoded} decodes ({report.already_cached} already cached) in {warm_s:.0f} s; "
               f"{args.steps} random steps: first {t[0]:.2f} s, median {np.median(t):.3f} s, max {t.max():.2f} s, "
@@ -91,8 +114,11 @@ def main(argv: list[str] | None = None) -> int:
               f"pred_iou {p.pred_iou_thresh:.2f}, stability {p.stability_score_thresh:.2f}, min_mask_region_area "
               f"{p.min_mask_region_area}); engine {engine_s:.2f} s, the rest (rewards, observation) "
               f"{slowest[0] - engine_s:.2f} s", flush=True)
+        print(f"  loosest corner (points_per_side 64, crop layer 1, pred_iou 0, max NMS), each min_mask_region_area: "
+              f"slowest {worst_corner[0]:.2f} s ({worst_corner[1]} masks, over the budget of {u.max_masks}); "
+              f"without the budget (max_masks=None) one such step took {free_s:.1f} s to score {free_n} masks", flush=True)
     worst = max(r[3].max() for r in rows)
-    print(f"\nslowest step after warming: {worst:.2f} s (goal <= 1 s); slowest warm: {max(r[2] for r in rows) / 60:.1f} min "
+    print(f"\nslowest step after warming, random and corner actions: {worst:.2f} s (goal <= 1 s); slowest warm: {max(r[2] for r in rows) / 60:.1f} min "
           "(goal <= 10 min)")
     return 0
 

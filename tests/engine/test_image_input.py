@@ -69,3 +69,23 @@ def test_micrograph_and_its_array_share_cache_entries(random_sam):
 def test_bad_images_raise_clear_errors(arr, exc, match):
     with pytest.raises(exc, match=match):
         to_sam_image(arr)
+
+
+def test_array_input_hashed_once_until_changed_in_place(structured_sam, blob_image, monkeypatch):
+    import samstar_env.engine.engine as engine_module
+
+    calls = []
+    real = engine_module.image_fingerprint
+    monkeypatch.setattr(engine_module, "image_fingerprint", lambda rgb: calls.append(1) or real(rgb))
+    engine = MaskEngine(structured_sam)
+    img = blob_image.copy()
+    p = AmgParams(points_per_side=4)
+    engine.generate(img, p)
+    engine.generate(img, p.replace(pred_iou_thresh=0.5))
+    assert len(calls) == 1  # the same, unchanged array: its memoized hash
+    img[:40] = 255 - img[:40]  # changed in place: hashed again, and decoded as a new image
+    misses = engine.stats.proposal_misses
+    engine.generate(img, p)
+    assert len(calls) == 2 and engine.stats.proposal_misses == misses + 1
+    engine.generate(img.copy(), p)  # another object with equal pixels: hashed, then a cache hit
+    assert len(calls) == 3 and engine.stats.proposal_misses == misses + 1
