@@ -24,7 +24,7 @@ TUNE_BUDGET = 60
 #: The env's mask budget per image (``SamStarEnv(max_masks=)``): a configuration that keeps more masks
 #: is not scored (reward 0 on that image). Scoring costs about 0.5-1.5 ms per mask on 2 CPU cores, and
 #: samstar-tiny at points_per_side 64 with crops and loose thresholds keeps up to 13,000 masks on a
-#: 512² image (a 20-26 s step); at 1,000 every step of the registered ids stays under a second
+#: 512² image (2-26 s to score); at 1,000 every step of the registered ids stays under a second
 #: (``benchmarks/scripts/bench_env.py``), well above any plausible particle count of their images.
 ENV_MAX_MASKS = 1000
 

@@ -245,7 +245,7 @@ class SamStarEnv(gym.Env):
         that keeps more masks on an image (after AMG's filters and NMS) is not scored there; its
         reward on that image is the reward space's low end (0), ``info["over_mask_budget"]`` holds
         the counts, and a warning says so once per env. This bounds a step's cost: scoring takes
-        about 1 ms per mask, and loose thresholds keep up to 13,000. ``None`` scores every action
+        0.2-1.5 ms per mask, and loose thresholds keep up to 13,000. ``None`` scores every action
         (raise it for large frames that hold thousands of particles).
 
     ``info`` after ``step``: ``params`` (the decoded :class:`~samstar_env.params.AmgParams`),
@@ -261,7 +261,7 @@ class SamStarEnv(gym.Env):
     * v3: a mask budget (``max_masks``, default 1000 per image): an action that keeps more masks
       is not scored on that image (reward 0, ``info["over_mask_budget"]``), so no step costs more
       than a second after ``samstar cache warm`` (v2: loose thresholds at points_per_side 64 with
-      crops kept up to 13,000 masks, 20-26 s to score). Everything else as v2.
+      crops kept up to 13,000 masks, 2-26 s to score). Everything else as v2.
     * v2 (later, same id): what an evaluation cost (wall time, cache hits and misses) left ``info``
       for :attr:`last_cost`, so ``info`` holds only what the seed and the action decide and
       Gymnasium's determinism check compares it whole; observations, rewards and dynamics unchanged.

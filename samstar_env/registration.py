@@ -9,7 +9,8 @@ semantics change):
 
 The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks), the ``-v1`` ids
 (the full default space, whose crop layer 2 and crop overlaps cannot be decoded ahead) and the
-``-v2`` ids (no mask budget: an action keeping 13,000 masks took 20 s to score) are superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v3`` id. Their
+``-v2`` ids (no mask budget: an action keeping 13,000 masks took up to 20 s to score) are
+superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v3`` id. Their
 default space is :data:`~samstar_env.params.ENV_DIMENSIONS`: ``samstar cache warm TASK`` decodes
 every crop and grid it reaches, after which every step is a replay.
 
