@@ -278,6 +278,7 @@ class TuningProblem:
         self.device = device
         self.max_masks = None if max_masks is None else int(max_masks)
         self._engine: Segmenter[MaskSet] | None = engine
+        self._engine_takes_budget: bool | None = None
 
     # -- description -------------------------------------------------------------------------
     @property
@@ -360,7 +361,9 @@ class TuningProblem:
         """The image's masks, or the budget error when ``max_masks`` is set and exceeded."""
         if self.max_masks is None:
             return engine.generate(image, params)
-        if _accepts_max_masks(engine):
+        if self._engine_takes_budget is None:  # asked once per problem, not per image
+            self._engine_takes_budget = _accepts_max_masks(engine)
+        if self._engine_takes_budget:
             try:
                 return engine.generate(image, params, max_masks=self.max_masks)  # type: ignore[call-arg]
             except MaskBudgetExceeded as exc:
@@ -377,4 +380,5 @@ class TuningProblem:
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_engine"] = None
+        state["_engine_takes_budget"] = None  # asked again of the engine rebuilt there
         return state

@@ -82,13 +82,13 @@ def main(argv: list[str] | None = None) -> int:
             if terminated or truncated:
                 env.reset()
         u = env.unwrapped
-        lo = {d.name: d for d in u.space.dimensions}
+        dims = {d.name: d for d in u.space.dimensions}
         corner = u.space.decode(np.zeros(u.space.dim)).replace(
             points_per_side=64, crop_n_layers=1, crop_n_points_downscale_factor=1, pred_iou_thresh=0.0,
-            stability_score_thresh=lo["stability_score_thresh"].low, box_nms_thresh=lo["box_nms_thresh"].high,
-            crop_nms_thresh=lo["crop_nms_thresh"].high)
+            stability_score_thresh=dims["stability_score_thresh"].low, box_nms_thresh=dims["box_nms_thresh"].high,
+            crop_nms_thresh=dims["crop_nms_thresh"].high)
         corner_t = []
-        for area in lo["min_mask_region_area"].choices:
+        for area in dims["min_mask_region_area"].choices:
             env.reset()
             t0 = time.perf_counter()
             _, _, _, _, info = env.step(u.space.encode(corner.replace(min_mask_region_area=area)))
