@@ -1,7 +1,8 @@
-"""SamAutomaticMaskGenerator's 13 hyperparameters and the one map between actions and them.
+"""SamAutomaticMaskGenerator's 13 hyperparameters (plus samstar's tiling) and the one map between actions and them.
 
 :class:`AmgParams` is a frozen, validated value of the 13 constructor arguments of
-``segment_anything.SamAutomaticMaskGenerator`` (the model excepted). :class:`ParamSpace` says which of
+``segment_anything.SamAutomaticMaskGenerator`` (the model excepted), and of the two tiling options
+samstar adds around it (``tile_shape``, ``halo``: see :mod:`samstar_env.engine.tiles`). :class:`ParamSpace` says which of
 them are tuned and how ``[-1, 1]^d`` maps onto them. It is the ONLY place where actions become
 parameters: the environment, every agent and the CLI decode through it.
 """
@@ -19,6 +20,9 @@ import numpy as np
 from samstar_env.errors import InputError
 
 OUTPUT_MODES = ("binary_mask", "uncompressed_rle", "coco_rle")
+# samstar's own fields: not SamAutomaticMaskGenerator's, so never passed to it.
+TILING_FIELDS = ("tile_shape", "halo")
+MIN_TILE = 8
 
 
 def _in(name: str, value: float, lo: float, hi: float, *, lo_open: bool = False, hi_open: bool = False) -> None:
@@ -45,7 +49,7 @@ def _int(name: str, value: Any, lo: int, hi: int | None = None) -> int:
 
 @dataclass(frozen=True)
 class AmgParams:
-    """The 13 hyperparameters of ``SamAutomaticMaskGenerator``, with SAM's defaults.
+    """The 13 hyperparameters of ``SamAutomaticMaskGenerator``, with SAM's defaults, and samstar's tiling.
 
     Parameters
     ----------
@@ -77,6 +81,13 @@ class AmgParams:
         Remove holes and islands smaller than this many pixels (0 disables; needs OpenCV).
     output_mode : str
         ``binary_mask``, ``uncompressed_rle`` or ``coco_rle``.
+    tile_shape : int >= 0
+        samstar's, not AMG's: the side in pixels of the square tiles the image is cut into, each
+        segmented by AMG on its own with ``halo`` pixels of context and stitched back
+        (:mod:`samstar_env.engine.tiles`). 0 (the default) runs AMG on the whole image, as does a
+        tile at least as large as the image.
+    halo : int >= 0
+        samstar's: context added on every side of a tile, in pixels; at most ``tile_shape``.
 
     Examples
     --------
@@ -98,6 +109,8 @@ class AmgParams:
     point_grids: tuple[tuple[tuple[float, float], ...], ...] | None = None
     min_mask_region_area: int = 0
     output_mode: str = "binary_mask"
+    tile_shape: int = 0
+    halo: int = 0
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -123,6 +136,15 @@ class AmgParams:
             _int("crop_n_points_downscale_factor", self.crop_n_points_downscale_factor, 1, 64),
         )
         set_("min_mask_region_area", _int("min_mask_region_area", self.min_mask_region_area, 0))
+        set_("tile_shape", _int("tile_shape", self.tile_shape, 0, 1 << 16))
+        if 0 < self.tile_shape < MIN_TILE:
+            raise InputError(f"AmgParams.tile_shape={self.tile_shape}; expected 0 (no tiles) or a side of at least {MIN_TILE} pixels")
+        set_("halo", _int("halo", self.halo, 0, 1 << 16))
+        if self.tile_shape and self.halo > self.tile_shape:
+            raise InputError(
+                f"AmgParams.halo={self.halo} is larger than tile_shape={self.tile_shape}; expected a halo of at "
+                "most the tile's side (micro-sam's default: 512-px tiles, 128-px halo)"
+            )
         if self.output_mode not in OUTPUT_MODES:
             raise InputError(f"AmgParams.output_mode={self.output_mode!r}; expected one of {OUTPUT_MODES}")
         if self.point_grids is not None:
@@ -142,8 +164,8 @@ class AmgParams:
                 )
 
     def to_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``SamAutomaticMaskGenerator(model, **kwargs)``."""
-        kw = {f.name: getattr(self, f.name) for f in fields(self)}
+        """Keyword arguments for ``SamAutomaticMaskGenerator(model, **kwargs)`` (the 13; not the tiling)."""
+        kw = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in TILING_FIELDS}
         if self.point_grids is not None:
             kw["point_grids"] = [np.asarray(g, dtype=np.float64) for g in self.point_grids]
         return kw
@@ -152,9 +174,18 @@ class AmgParams:
         """A copy with some fields changed (validated again)."""
         return replace(self, **changes)
 
+    @property
+    def tiled(self) -> bool:
+        """Whether the tiling fields ask for tiles (a tile as large as the image still runs untiled)."""
+        return self.tile_shape > 0
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of all 13 fields."""
+        """JSON-ready dict of the 13 fields of AMG, and of the tiling when it is set."""
         d = asdict(self)
+        # Untiled parameters keep the 13-key form that earlier result files (and their hashes) use.
+        if not self.tile_shape and not self.halo:
+            for name in TILING_FIELDS:
+                d.pop(name)
         if self.point_grids is not None:
             d["point_grids"] = [list(map(list, g)) for g in self.point_grids]
         return d

@@ -14,7 +14,13 @@ def test_defaults_match_segment_anything(random_sam):
     assert amg.crop_overlap_ratio == p.crop_overlap_ratio
     assert amg.points_per_batch == p.points_per_batch
     assert len(amg.point_grids[0]) == p.points_per_side**2
-    assert len(AmgParams.__dataclass_fields__) == 13
+    # The 13 constructor arguments of AMG, and samstar's two tiling fields, which AMG never sees.
+    import inspect
+    amg_args = set(inspect.signature(SamAutomaticMaskGenerator.__init__).parameters) - {"self", "model"}
+    assert set(p.to_kwargs()) == amg_args and len(amg_args) == 13
+    assert set(AmgParams.__dataclass_fields__) == amg_args | {"tile_shape", "halo"}
+    assert set(p.to_dict()) == amg_args  # untiled parameters keep the 13-key file form
+    assert AmgParams.from_dict(AmgParams(tile_shape=64, halo=8).to_dict()) == AmgParams(tile_shape=64, halo=8)
     SamAutomaticMaskGenerator(random_sam, **p.to_kwargs())
 
 

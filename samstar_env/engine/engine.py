@@ -55,6 +55,7 @@ from samstar_env.engine.proposals import (
     embed_crop,
 )
 from samstar_env.engine.replay import assemble, postprocess, select
+from samstar_env.engine.tiles import Tile, stitch, tile_grid
 from samstar_env.errors import MaskBudgetExceeded
 from samstar_env.models.registry import model_fingerprint
 from samstar_env.params import DEFAULT_DIMENSIONS, AmgParams
@@ -96,7 +97,7 @@ def _same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(np.array_equal(a.reshape(-1).view(word), b.reshape(-1).view(word)))
 
 
-_STAGES = ("embed", "decode", "stability", "replay", "postprocess", "assemble")
+_STAGES = ("embed", "decode", "stability", "replay", "postprocess", "assemble", "stitch")
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class EngineStats:
     stability_recomputes : int
         Re-decodes to add a stability offset outside the cached grid.
     seconds : dict
-        Wall time per stage (embed, decode, stability, replay, postprocess, assemble).
+        Wall time per stage (embed, decode, stability, replay, postprocess, assemble, stitch).
     cache_bytes, cache_entries : int
         Current size of the in-memory cache.
     """
@@ -294,6 +295,21 @@ class MaskEngine:
         ident = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
         return ident, image_key
 
+    @staticmethod
+    def _tile_scope(scope: tuple[tuple[str, ...], str], tile: tuple[int, int, int, int] | None) -> tuple[tuple[str, ...], str]:
+        # A tile is its own image for the cache: the whole image's hash and the tile's padded box
+        # (hashing each tile's pixels again would cost more than its replay).
+        if tile is None:
+            return scope
+        return scope[0], f"{scope[1]}@tile={','.join(map(str, tile))}"
+
+    @staticmethod
+    def _tile_pixels(rgb: np.ndarray, tile: tuple[int, int, int, int] | None) -> np.ndarray:
+        if tile is None:
+            return rgb
+        x0, y0, x1, y1 = tile
+        return rgb[y0:y1, x0:x1]  # a view: AMG itself hands crop views to SamPredictor
+
     def _key(self, kind: str, scope: tuple[tuple[str, ...], str], *parts: Any) -> str:
         ident, image_key = scope
         return "|".join([f"samstar-engine/{DISK_FORMAT_VERSION}", kind, *ident, image_key, *map(str, parts)])
@@ -388,13 +404,18 @@ class MaskEngine:
 
     # ------------------------------------------------------------------ public
     def proposals(self, image: Any, params: AmgParams) -> list[CropProposals]:
-        """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop order."""
+        """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop
+        order (tile after tile when ``params`` tiles the image)."""
         rgb, fp = self._prepared(image)
-        return self._crop_proposals(rgb, self._scope(fp), params)
+        scope = self._scope(fp)
+        return [self._proposals(self._tile_pixels(rgb, u.tile), self._tile_scope(scope, u.tile), list(u.crop_box), u.grid,
+                                params.points_per_batch, params.stability_score_offset)
+                for u in decode_units(rgb.shape[:2], params)]
 
     def _crop_proposals(self, rgb: np.ndarray, scope: tuple[tuple[str, ...], str], params: AmgParams) -> list[CropProposals]:
+        # The crops of one (untiled) image, or of one tile's pixels with the tile's scope.
         return [self._proposals(rgb, scope, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
-                for u in decode_units(rgb.shape[:2], params)]
+                for u in _crop_units(rgb.shape[:2], params, None)]
 
     def missing_units(self, image: Any, params: AmgParams) -> list[DecodeUnit]:
         """The crops and grids of ``params`` on ``image`` that a ``generate`` call would decode now."""
@@ -403,7 +424,7 @@ class MaskEngine:
         return [u for u in decode_units(rgb.shape[:2], params) if not self._is_cached(scope, u, params.points_per_batch)]
 
     def _is_cached(self, scope: tuple[tuple[str, ...], str], unit: DecodeUnit, points_per_batch: int) -> bool:
-        key = self._proposal_key(scope, list(unit.crop_box), unit.grid, points_per_batch)
+        key = self._proposal_key(self._tile_scope(scope, unit.tile), list(unit.crop_box), unit.grid, points_per_batch)
         return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
 
     def _work_of(self, unit: DecodeUnit) -> float:
@@ -430,7 +451,8 @@ class MaskEngine:
         """Decode ``unit`` unless it is cached (for ``samstar cache warm``); True when it decoded now."""
         misses = self.stats.proposal_misses
         rgb, fp = self._prepared(image)
-        self._proposals(rgb, self._scope(fp), list(unit.crop_box), unit.grid, points_per_batch, self.stability_offsets[0])
+        self._proposals(self._tile_pixels(rgb, unit.tile), self._tile_scope(self._scope(fp), unit.tile), list(unit.crop_box),
+                        unit.grid, points_per_batch, self.stability_offsets[0])
         return self.stats.proposal_misses > misses
 
     @torch.no_grad()
@@ -446,23 +468,50 @@ class MaskEngine:
         max_masks : int, optional
             Raise :class:`~samstar_env.errors.MaskBudgetExceeded` when more masks than this pass
             the thresholds and NMS, before any per-mask work. Small-region post-processing can only
-            remove masks, so that count bounds the result's length from above.
+            remove masks, so that count bounds the result's length from above. With tiles, the
+            count is summed over the tiles before stitching.
 
         Returns
         -------
         MaskSet
             In AMG's order. Thread-safe: concurrent calls share the cache and compute each missing
-            entry once.
+            entry once. With ``params.tile_shape`` smaller than the image, each tile is generated
+            on its own (cached per tile) and the masks are stitched by the rule of
+            :mod:`samstar_env.engine.tiles`; a tile covering the image is the untiled call.
         """
         params = params if params is not None else AmgParams()
         self._count("calls")
         rgb, fp = self._prepared(image)
+        scope = self._scope(fp)
         shape = (int(rgb.shape[0]), int(rgb.shape[1]))
-        crops = self._crop_proposals(rgb, self._scope(fp), params)
+        tiles = tile_grid(shape, tile_shape=params.tile_shape, halo=params.halo)
+        if len(tiles) == 1:
+            return self._generate_on(rgb, scope, params, max_masks=max_masks)[0]
+        parts: list[tuple[Tile, MaskSet]] = []
+        found = 0
+        for tile in tiles:
+            box = tile.crop_box
+            budget = None if max_masks is None else max_masks - found
+            try:
+                ms, n_selected = self._generate_on(self._tile_pixels(rgb, box), self._tile_scope(scope, box), params,
+                                                   max_masks=budget)
+            except MaskBudgetExceeded as exc:
+                raise MaskBudgetExceeded(found + exc.count, int(max_masks)) from None  # type: ignore[arg-type]
+            found += n_selected
+            parts.append((tile, ms))
+        with self._timed("stitch"):
+            return stitch(parts, shape)
+
+    def _generate_on(self, rgb: np.ndarray, scope: tuple[tuple[str, ...], str], params: AmgParams, *,
+                     max_masks: int | None) -> tuple[MaskSet, int]:
+        """AMG on one image (or tile): the MaskSet and the count that passed the filters and NMS."""
+        shape = (int(rgb.shape[0]), int(rgb.shape[1]))
+        crops = self._crop_proposals(rgb, scope, params)
         with self._timed("replay"):
             sel = select(crops, params)
-        if max_masks is not None and len(sel) > max_masks:
-            raise MaskBudgetExceeded(len(sel), max_masks)
+        n_selected = len(sel)
+        if max_masks is not None and n_selected > max_masks:
+            raise MaskBudgetExceeded(n_selected, max_masks)
         changed = None
         if params.min_mask_region_area > 0:
             with self._timed("postprocess"):
@@ -472,7 +521,7 @@ class MaskEngine:
                 for key in self._keys_of(props):
                     self.memory.put(key, props, nbytes=props.nbytes)
         with self._timed("assemble"):
-            return assemble(crops, sel, shape, offset=params.stability_score_offset, changed=changed)
+            return assemble(crops, sel, shape, offset=params.stability_score_offset, changed=changed), n_selected
 
     def _keys_of(self, props: CropProposals) -> list[str]:
         key = getattr(props, "engine_key", None)
@@ -495,11 +544,15 @@ class DecodeUnit:
         Its crop layer.
     grid : ndarray of float64, shape (P, 2)
         The layer's normalized point grid.
+    tile : (x0, y0, x1, y1) or None
+        The padded tile (image pixels) the crop lies in, ``crop_box`` being relative to it; None
+        when the image is not tiled.
     """
 
     crop_box: tuple[int, int, int, int]
     layer: int
     grid: np.ndarray
+    tile: tuple[int, int, int, int] | None = None
 
     @property
     def n_points(self) -> int:
@@ -515,14 +568,23 @@ class DecodeUnit:
     @property
     def identity(self) -> tuple[Any, ...]:
         """Hashable identity (crop box and grid), for de-duplicating units across parameter sets."""
-        return (self.crop_box, self.grid.shape, self.grid.tobytes())
+        return (self.tile, self.crop_box, self.grid.shape, self.grid.tobytes())
 
 
 def decode_units(image_shape: tuple[int, int], params: AmgParams) -> list[DecodeUnit]:
-    """The crops and grids ``SamAutomaticMaskGenerator`` decodes for ``params``, in its crop order."""
-    crop_boxes, layer_idxs = generate_crop_boxes(tuple(image_shape[:2]), params.crop_n_layers, params.crop_overlap_ratio)
+    """The crops and grids ``SamAutomaticMaskGenerator`` decodes for ``params``, in its crop order
+    (for each tile in turn when ``params`` tiles the image)."""
+    tiles = tile_grid(tuple(image_shape[:2]), tile_shape=params.tile_shape, halo=params.halo)
+    if len(tiles) == 1:
+        return _crop_units(tuple(image_shape[:2]), params, None)
+    return [u for tile in tiles for u in _crop_units(tile.shape, params, tile.crop_box)]
+
+
+def _crop_units(shape: tuple[int, int], params: AmgParams, tile: tuple[int, int, int, int] | None) -> list[DecodeUnit]:
+    # AMG's crops and grids on one image (or one tile, whose pixels it is given as an image).
+    crop_boxes, layer_idxs = generate_crop_boxes(tuple(shape[:2]), params.crop_n_layers, params.crop_overlap_ratio)
     grids = _point_grids(params)
-    return [DecodeUnit(tuple(int(v) for v in box), int(layer), np.asarray(grids[layer], np.float64))
+    return [DecodeUnit(tuple(int(v) for v in box), int(layer), np.asarray(grids[layer], np.float64), tile)
             for box, layer in zip(crop_boxes, layer_idxs, strict=True)]
 
 

@@ -1,0 +1,312 @@
+"""Tiles: segment a large image piece by piece at native resolution, and stitch the masks back.
+
+SAM resizes whatever it is given to its input size (1024 px for ViT-H, 256 px for samstar-tiny v3),
+so a 10-px particle of a 4096² frame shrinks to 2.5 px, or under 1 px. Like micro-sam
+(``--tile_shape``, ``--halo``), samstar cuts the image into tiles, runs each tile with ``halo`` pixels
+of context on every side through the same cached engine (keyed per tile), and stitches the masks.
+
+The grid. Rows and columns are each cut into ``ceil(side / tile_shape)`` equal parts (the parts differ
+by at most one pixel, so no thin last tile): these are the tiles' *inner* regions, which cover the
+image without overlap. A tile's *padded* region adds ``halo`` pixels on each side, clipped to the image;
+that is what AMG sees. Tiles are numbered row by row.
+
+The stitching rule (:func:`stitch`), in image coordinates:
+
+1. **Ownership.** A tile keeps a mask only when the mask's centroid lies in the tile's inner region
+   (an empty mask: its prompt point). Each particle seen whole by two tiles is therefore kept once.
+2. **Cut masks.** A mask that touches its padded region's edge where that edge is inside the image
+   was cut by the tile: the particle goes on beyond what the tile saw.
+3. **Same particle across tiles.** Two kept masks of different tiles are one particle when, on the
+   pixels both tiles saw (the intersection of their padded regions), their IoU is at least
+   ``same_iou`` (0.5). These pairs are joined into groups (transitively).
+4. **Merge or suppress.** In a group that holds a mask that was not cut, that mask is the particle:
+   the uncut member with the highest predicted IoU is kept and the others are dropped. A group of cut
+   masks only (a particle larger than the halo, seen in parts) becomes the union of its parts, with
+   the annotations of its largest part.
+
+The stitched set lists tiles in order, each tile's masks in AMG's order; a group stands at the place
+of its first member. One tile covering the image is the untiled result exactly (the engine then does
+not tile at all). Memory follows the tile, not the image: each tile is decoded on its own and every
+stitched mask stays a crop at its box (:class:`~samstar_env.engine.maskset.MaskCrops`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from samstar_env.engine.maskset import MaskCrops, MaskSet
+from samstar_env.errors import InputError
+
+SAME_PARTICLE_IOU = 0.5
+
+# Box = (r0, c0, r1, c1), half-open, in image pixels.
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile of a grid.
+
+    Parameters
+    ----------
+    index : int
+        Its number, row by row.
+    inner : (r0, c0, r1, c1)
+        The region it owns (half-open rows and columns); the inner regions cover the image once.
+    padded : (r0, c0, r1, c1)
+        ``inner`` grown by the halo and clipped to the image: the pixels AMG sees.
+    """
+
+    index: int
+    inner: Box
+    padded: Box
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(H, W) of the padded region."""
+        r0, c0, r1, c1 = self.padded
+        return (r1 - r0, c1 - c0)
+
+    @property
+    def crop_box(self) -> tuple[int, int, int, int]:
+        """The padded region as AMG writes boxes: (x0, y0, x1, y1)."""
+        r0, c0, r1, c1 = self.padded
+        return (c0, r0, c1, r1)
+
+
+def check_tiling(tile_shape: int, halo: int, *, source: str = "tiling") -> None:
+    """Raise :class:`~samstar_env.errors.InputError` naming the option when ``tile_shape``/``halo`` are unusable.
+
+    Examples
+    --------
+    >>> check_tiling(512, 64)
+    >>> check_tiling(32, 64, source="--tile-shape")
+    Traceback (most recent call last):
+    ...
+    samstar_env.errors.InputError: --tile-shape 32 is smaller than the halo 64; expected a tile of at least the halo (e.g. 512 with a 64-px halo)
+    """
+    if isinstance(tile_shape, bool) or not isinstance(tile_shape, (int, np.integer)) or tile_shape < 0:
+        raise InputError(f"{source}: tile_shape={tile_shape!r}; expected 0 (no tiles) or a positive number of pixels")
+    if isinstance(halo, bool) or not isinstance(halo, (int, np.integer)) or halo < 0:
+        raise InputError(f"{source}: halo={halo!r}; expected a non-negative number of pixels")
+    if tile_shape and tile_shape < halo:
+        raise InputError(f"{source} {tile_shape} is smaller than the halo {halo}; expected a tile of at least the "
+                         "halo (e.g. 512 with a 64-px halo)")
+
+
+def _cuts(n: int, parts: int) -> list[int]:
+    # Boundaries of `parts` near-equal parts of range(n).
+    return [(i * n) // parts for i in range(parts + 1)]
+
+
+def tile_grid(image_shape: tuple[int, int], *, tile_shape: int, halo: int) -> tuple[Tile, ...]:
+    """The tiles of an image (one tile covering it when ``tile_shape`` is 0 or at least the image).
+
+    Examples
+    --------
+    >>> tiles = tile_grid((100, 50), tile_shape=50, halo=8)
+    >>> [(t.inner, t.padded) for t in tiles]
+    [((0, 0, 50, 50), (0, 0, 58, 50)), ((50, 0, 100, 50), (42, 0, 100, 50))]
+    """
+    check_tiling(tile_shape, halo)
+    h, w = (int(v) for v in image_shape[:2])
+    if h < 1 or w < 1:
+        raise InputError(f"tile_grid: image_shape={tuple(image_shape)}; expected a non-empty image")
+    if not tile_shape:
+        return (Tile(0, (0, 0, h, w), (0, 0, h, w)),)
+    rows, cols = _cuts(h, math.ceil(h / tile_shape)), _cuts(w, math.ceil(w / tile_shape))
+    tiles = []
+    for i in range(len(rows) - 1):
+        for j in range(len(cols) - 1):
+            inner = (rows[i], cols[j], rows[i + 1], cols[j + 1])
+            padded = (max(inner[0] - halo, 0), max(inner[1] - halo, 0), min(inner[2] + halo, h), min(inner[3] + halo, w))
+            tiles.append(Tile(len(tiles), inner, padded))
+    return tuple(tiles)
+
+
+def _shifted(ms: MaskSet, tile: Tile, image_shape: tuple[int, int]) -> MaskSet:
+    # A tile's MaskSet in image coordinates (no pixel is copied; decoded crops are carried over).
+    r0, c0 = tile.padded[:2]
+    crops = ms.crops
+    sources = tuple(crops._decoded.get(i, crops.sources[i]) for i in range(len(crops)))
+    xy = np.array([c0, r0], float)
+    return MaskSet(
+        crops=MaskCrops(crops.origins_rc + np.array([r0, c0]), crops.shapes_hw, sources),
+        boxes_xywh=ms.boxes_xywh + np.r_[xy, 0.0, 0.0],
+        predicted_iou=ms.predicted_iou,
+        stability_score=ms.stability_score,
+        point_coords=ms.point_coords + xy,
+        crop_boxes_xywh=ms.crop_boxes_xywh + np.r_[xy, 0.0, 0.0],
+        image_shape=image_shape,
+    )
+
+
+def _centroids(ms: MaskSet) -> np.ndarray:
+    """(row, column) centroid per mask in image coordinates; an empty mask's prompt point."""
+    out = np.zeros((len(ms), 2))
+    for i in range(len(ms)):
+        crop, (r, c) = ms.crop(i)
+        area = int(np.count_nonzero(crop))
+        if area == 0:
+            out[i] = ms.point_coords[i, ::-1]
+            continue
+        out[i, 0] = r + float(np.dot(crop.sum(axis=1), np.arange(crop.shape[0]))) / area
+        out[i, 1] = c + float(np.dot(crop.sum(axis=0), np.arange(crop.shape[1]))) / area
+    return out
+
+
+def _cut_flags(ms: MaskSet, tile: Tile, image_shape: tuple[int, int]) -> np.ndarray:
+    """Whether each mask (image coordinates) touches an edge of the tile's padded region inside the image."""
+    h, w = image_shape
+    r0, c0, r1, c1 = tile.padded
+    o, s = ms.crops.origins_rc, ms.crops.shapes_hw
+    nonempty = (s > 0).all(axis=1)
+    cut = ((o[:, 0] == r0) & (r0 > 0)) | ((o[:, 1] == c0) & (c0 > 0))
+    cut |= ((o[:, 0] + s[:, 0] == r1) & (r1 < h)) | ((o[:, 1] + s[:, 1] == c1) & (c1 < w))
+    return cut & nonempty
+
+
+def _intersect(a: Box, b: Box) -> Box | None:
+    r0, c0, r1, c1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
+    return (r0, c0, r1, c1) if r0 < r1 and c0 < c1 else None
+
+
+class _Groups:
+    """Union-find over mask numbers (the smallest number is a group's root, so groups keep order)."""
+
+    def __init__(self, n: int) -> None:
+        self.parent = list(range(n))
+
+    def root(self, i: int) -> int:
+        while self.parent[i] != i:
+            self.parent[i] = self.parent[self.parent[i]]
+            i = self.parent[i]
+        return i
+
+    def join(self, i: int, j: int) -> None:
+        a, b = self.root(i), self.root(j)
+        if a != b:
+            self.parent[max(a, b)] = min(a, b)
+
+
+def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], *,
+           same_iou: float = SAME_PARTICLE_IOU) -> MaskSet:
+    """One MaskSet in image coordinates from each tile's masks (tile coordinates), by the module's rule.
+
+    Parameters
+    ----------
+    parts : sequence of (Tile, MaskSet)
+        Each tile with the masks AMG found on its padded region.
+    image_shape : (int, int)
+        (H, W) of the image.
+    same_iou : float
+        IoU, on the pixels two tiles share, at which two of their masks are one particle.
+
+    Returns
+    -------
+    MaskSet
+        Masks as crops at their boxes (nothing of the image's size is allocated).
+
+    Examples
+    --------
+    A particle on the border of two tiles is found by both; the stitched set holds it once.
+
+    >>> img = np.zeros((40, 80), bool); img[10:20, 36:46] = True
+    >>> tiles = tile_grid(img.shape, tile_shape=40, halo=10)
+    >>> parts = []
+    >>> for t in tiles:
+    ...     r0, c0, r1, c1 = t.padded
+    ...     parts.append((t, MaskSet.from_masks(img[None, r0:r1, c0:c1])))
+    >>> len(stitch(parts, img.shape))
+    1
+    """
+    h, w = (int(v) for v in image_shape)
+    shifted = [_shifted(ms, tile, (h, w)) for tile, ms in parts]
+    keep_sets, tiles_of, cut_of = [], [], []
+    for (tile, _), ms in zip(parts, shifted, strict=True):
+        cy, cx = _centroids(ms).T if len(ms) else (np.zeros(0), np.zeros(0))
+        # An empty mask's prompt point may sit on the image's far edge: it belongs to the last tile.
+        cy, cx = np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1)
+        r0, c0, r1, c1 = tile.inner
+        own = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
+        kept = ms.select(np.flatnonzero(own))
+        keep_sets.append(kept)
+        tiles_of += [tile] * len(kept)
+        cut_of.append(_cut_flags(kept, tile, (h, w)))
+    if not keep_sets:
+        return MaskSet.empty((h, w))
+    n_per = [len(k) for k in keep_sets]
+    first = np.concatenate([[0], np.cumsum(n_per)]).astype(int)
+    cut = np.concatenate(cut_of) if cut_of else np.zeros(0, bool)
+    groups = _Groups(int(first[-1]))
+
+    def box_of(ms: MaskSet, i: int) -> Box:
+        (r, c), (hh, ww) = ms.crops.origins_rc[i], ms.crops.shapes_hw[i]
+        return (int(r), int(c), int(r + hh), int(c + ww))
+
+    for a in range(len(parts)):
+        for b in range(a + 1, len(parts)):
+            shared = _intersect(parts[a][0].padded, parts[b][0].padded)
+            if shared is None or not n_per[a] or not n_per[b]:
+                continue
+            ma, mb = keep_sets[a], keep_sets[b]
+            cand_a = [(i, box_of(ma, i)) for i in range(len(ma))]
+            cand_a = [(i, _intersect(bx, shared)) for i, bx in cand_a]
+            cand_a = [(i, bx) for i, bx in cand_a if bx is not None]
+            cand_b = [(j, _intersect(box_of(mb, j), shared)) for j in range(len(mb))]
+            cand_b = [(j, bx) for j, bx in cand_b if bx is not None]
+            for i, bi in cand_a:
+                for j, bj in cand_b:
+                    if _intersect(bi, bj) is None:
+                        continue
+                    r0, c0 = min(bi[0], bj[0]), min(bi[1], bj[1])
+                    r1, c1 = max(bi[2], bj[2]), max(bi[3], bj[3])
+                    wa, wb = ma.window(i, r0, c0, r1, c1), mb.window(j, r0, c0, r1, c1)
+                    union = np.count_nonzero(wa | wb)
+                    if union and np.count_nonzero(wa & wb) / union >= same_iou:
+                        groups.join(first[a] + i, first[b] + j)
+
+    # Resolve each group: keep one uncut member, or merge a group of cut parts.
+    def locate(k: int) -> tuple[MaskSet, int]:
+        t = int(np.searchsorted(first, k, side="right") - 1)
+        return keep_sets[t], k - int(first[t])
+
+    members: dict[int, list[int]] = {}
+    for k in range(int(first[-1])):
+        members.setdefault(groups.root(k), []).append(k)
+    origins, shapes, sources, rows, boxes_xywh = [], [], [], [], []  # rows: (set, index) whose annotations are used
+    for root in sorted(members):
+        ks = members[root]
+        if len(ks) == 1 or not cut[ks].all():
+            pick = ks[0] if len(ks) == 1 else max((k for k in ks if not cut[k]),
+                                                 key=lambda k: (float(locate(k)[0].predicted_iou[locate(k)[1]]), -k))
+            ms, i = locate(pick)
+            crop, (r, c) = ms.crop(i)
+            origins.append((r, c)), shapes.append(crop.shape), sources.append(crop), rows.append((ms, i))
+            boxes_xywh.append(ms.boxes_xywh[i])
+            continue
+        boxes = [box_of(*locate(k)) for k in ks]
+        r0, c0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+        r1, c1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+        union = np.zeros((r1 - r0, c1 - c0), bool)
+        for k in ks:
+            ms, i = locate(k)
+            union |= ms.window(i, r0, c0, r1, c1)
+        union.flags.writeable = False
+        largest = max(ks, key=lambda k: (int(locate(k)[0].areas[locate(k)[1]]), -k))
+        origins.append((r0, c0)), shapes.append(union.shape), sources.append(union), rows.append(locate(largest))
+        # As AMG reports boxes: the inclusive far corner, so width and height are one less than the span.
+        boxes_xywh.append(np.array([c0, r0, c1 - c0 - 1, r1 - r0 - 1], float))
+    return MaskSet(
+        crops=MaskCrops(np.asarray(origins, np.int64).reshape(-1, 2), np.asarray(shapes, np.int64).reshape(-1, 2), tuple(sources)),
+        boxes_xywh=np.asarray(boxes_xywh, float).reshape(-1, 4),
+        predicted_iou=np.array([ms.predicted_iou[i] for ms, i in rows], np.float32),
+        stability_score=np.array([ms.stability_score[i] for ms, i in rows], np.float32),
+        point_coords=np.array([ms.point_coords[i] for ms, i in rows], float).reshape(-1, 2),
+        crop_boxes_xywh=np.array([ms.crop_boxes_xywh[i] for ms, i in rows], float).reshape(-1, 4),
+        image_shape=(h, w),
+    )
