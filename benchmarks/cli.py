@@ -30,6 +30,8 @@ def _bench(args: argparse.Namespace) -> int:
         seeds=args.seeds,
         budget=args.budget,
         model=args.model,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
     )
     executor: Any
     if args.executor == "dask":
@@ -73,6 +75,9 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address (default: start a LocalCluster)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster (default 2)")
     p.add_argument("--out", required=True, help="output folder (finished runs in it are skipped)")
+    from samstar_env.engine.tiles import add_tiling_arguments
+
+    add_tiling_arguments(p)
     p.set_defaults(func=_bench)
 
     r = subparsers.add_parser("report", help="render a benchmark folder as a static HTML page")

@@ -98,6 +98,14 @@ def build_problem(spec: RunSpec, *, gt_metrics: bool = False) -> Any:
         model=s.model,
         space=s.param_space(),
     )
+    if s.tile_shape != 0:
+        # Automatic tiles need the model's input size, hence the model (the problem loads it anyway).
+        from samstar_env.engine.tiles import model_input_size
+        from samstar_env.problem import shared_engine
+        from samstar_env.task import tile_task
+
+        size = model_input_size(shared_engine(s.model)) if s.tile_shape is None else None
+        task, _ = tile_task(task, input_size=size, tile_shape=s.tile_shape, halo=s.halo, source=f"suite {s.name!r}: tile_shape")
     return TuningProblem(task, gt_metrics=gt_metrics)
 
 

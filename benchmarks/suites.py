@@ -14,11 +14,11 @@ from typing import Any
 from samstar_env import _toml as tomllib
 from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.errors import InputError, MissingFileError
-from samstar_env.params import DEFAULT_DIMENSIONS, Dimension, ParamSpace
+from samstar_env.params import DEFAULT_DIMENSIONS, TILING_DIMENSIONS, Dimension, ParamSpace
 
 _FIELDS = {
     "name", "version", "description", "tasks", "agents", "seeds", "budget", "image_size", "n_images",
-    "n_test_images", "model", "space", "grids", "agent_options",
+    "n_test_images", "model", "space", "grids", "agent_options", "tile_shape", "halo",
 }
 
 
@@ -51,6 +51,10 @@ class Suite:
         every new point grid or crop layout costs a full decode, so CPU suites keep these small.
     agent_options : mapping
         Per-agent keyword arguments, e.g. ``{"nsga2": {"pop_size": 20}}``.
+    tile_shape, halo : int, optional
+        Tiles of the images (:mod:`samstar_env.engine.tiles`): 0 never tiles; None (the default)
+        tiles images larger than twice the model's input automatically. ``space`` may also name the
+        ``tile_shape`` and ``halo`` dimensions to tune them.
     """
 
     name: str
@@ -67,6 +71,8 @@ class Suite:
     space: str | tuple[str, ...] = "default"
     grids: dict[str, tuple[Any, ...]] = field(default_factory=dict)
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tile_shape: int | None = None
+    halo: int | None = None
 
     def __post_init__(self) -> None:
         if self.budget < 1:
@@ -78,7 +84,7 @@ class Suite:
         """The suite's search space."""
         dims: tuple[Dimension, ...] = DEFAULT_DIMENSIONS
         if self.space != "default":
-            by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
+            by_name = {d.name: d for d in (*DEFAULT_DIMENSIONS, *TILING_DIMENSIONS)}
             unknown = [n for n in self.space if n not in by_name]
             if unknown:
                 raise InputError(f"suite {self.name!r}: unknown space dimension(s) {unknown}; expected some of {list(by_name)}")
@@ -106,6 +112,8 @@ class Suite:
             "n_test_images": self.n_test_images, "model": self.model,
             "space": self.space if isinstance(self.space, str) else list(self.space),
             "grids": {k: list(v) for k, v in sorted(self.grids.items())}, "agent_options": self.agent_options,
+            # Written only when set, so suites without tiles keep the form (and hashes) of earlier results.
+            **{k: getattr(self, k) for k in ("tile_shape", "halo") if getattr(self, k) is not None},
         }
 
 

@@ -30,7 +30,7 @@ from samstar_env.observation import (
 )
 from samstar_env.params import AmgParams
 from samstar_env.problem import Evaluation, TuningProblem
-from samstar_env.task import Task
+from samstar_env.task import Task, tile_task
 from samstar_env.type_aliases import DecodeCache, RewardSuiteLike, Segmenter
 
 if TYPE_CHECKING:
@@ -247,6 +247,14 @@ class SamStarEnv(gym.Env):
         the counts, and a warning says so once per env. This bounds a step's cost: scoring takes
         0.2-1.5 ms per mask, and loose thresholds keep up to 13,000. ``None`` scores every action
         (raise it for large frames that hold thousands of particles).
+    tile_shape, halo : int, optional
+        Cut the images into tiles of ``tile_shape`` pixels with ``halo`` pixels of context
+        (default: a quarter tile), each segmented at native resolution through the cache and
+        stitched (:mod:`samstar_env.engine.tiles`); the rewards score the stitched masks. 0 never
+        tiles. None keeps the task's own setting (a task file's ``[task] tile_shape``). The env
+        does not tile on its own, since building it loads no model: ``samstar tune`` and
+        ``samstar segment`` choose tiles automatically for large images. Tuning the tiles: a space
+        with the ``tile_shape`` and ``halo`` dimensions (:data:`~samstar_env.params.TILING_DIMENSIONS`).
 
     ``info`` after ``step``: ``params`` (the decoded :class:`~samstar_env.params.AmgParams`),
     ``action`` (the clipped action evaluated), ``rewards`` (name -> value of the evaluation),
@@ -258,6 +266,8 @@ class SamStarEnv(gym.Env):
 
     ## Version History
 
+    * v3 (later, same id): ``tile_shape`` and ``halo`` options (default: the task's setting, so
+      nothing changes unless they are given).
     * v3: a mask budget (``max_masks``, default 1000 per image): an action that keeps more masks
       is not scored on that image (reward 0, ``info["over_mask_budget"]``), so no step costs more
       than a second after ``samstar cache warm`` (v2: loose thresholds at points_per_side 64 with
@@ -291,9 +301,15 @@ class SamStarEnv(gym.Env):
         engine: Segmenter[MaskSet] | None = None,
         device: str = "auto",
         max_masks: int | None = ENV_MAX_MASKS,
+        tile_shape: int | None = None,
+        halo: int | None = None,
     ) -> None:
         if not isinstance(task, Task):
             raise TypeError(f"SamStarEnv: task must be a samstar_env.task.Task, got {type(task).__name__}")
+        if tile_shape is not None or halo is not None:
+            if tile_shape is None and not task.space.base.tile_shape:
+                raise ValueError("SamStarEnv: halo= needs tile_shape= (the task's images are not tiled)")
+            task, _ = tile_task(task, input_size=None, tile_shape=tile_shape, halo=halo, source="SamStarEnv: tile_shape")
         if mode not in ("budget", "contextual"):
             raise ValueError(f"SamStarEnv: mode must be 'budget' or 'contextual', got {mode!r}")
         if obs_mode not in ("features", "thumbnail"):

@@ -140,7 +140,7 @@ class AmgParams:
         if 0 < self.tile_shape < MIN_TILE:
             raise InputError(f"AmgParams.tile_shape={self.tile_shape}; expected 0 (no tiles) or a side of at least {MIN_TILE} pixels")
         set_("halo", _int("halo", self.halo, 0, 1 << 16))
-        if self.tile_shape and self.halo > self.tile_shape:
+        if self.tile_shape and self.halo > self.tile_shape:  # "a tile smaller than its halo"
             raise InputError(
                 f"AmgParams.halo={self.halo} is larger than tile_shape={self.tile_shape}; expected a halo of at "
                 "most the tile's side (micro-sam's default: 512-px tiles, 128-px halo)"
@@ -332,6 +332,15 @@ ENV_DIMENSIONS: tuple[Dimension, ...] = tuple(
 )
 
 
+# Tiling as tunable dimensions (not in the default spaces: a new tile or halo is a new decode of every
+# tile). 0 keeps the image whole, so a tuner can also choose not to tile; a tile at least as large
+# as the image is the untiled image too. Opt in by name: ``ParamSpace.subset([..., "tile_shape", "halo"])``.
+TILING_DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("tile_shape", "grid", choices=(0, 256, 512, 768)),
+    Dimension("halo", "grid", choices=(32, 64, 128)),
+)
+
+
 @dataclass(frozen=True)
 class ParamSpace:
     """Which AMG parameters are tuned and how ``[-1, 1]^d`` maps onto them.
@@ -376,12 +385,18 @@ class ParamSpace:
 
     @classmethod
     def subset(cls, names: Sequence[str], *, base: AmgParams | None = None) -> ParamSpace:
-        """The default space restricted to ``names`` (others fixed at ``base``)."""
-        by_name = {d.name: d for d in DEFAULT_DIMENSIONS}
+        """The default space restricted to ``names`` (others fixed at ``base``); ``tile_shape`` and
+        ``halo`` (:data:`TILING_DIMENSIONS`) may be named too."""
+        by_name = {d.name: d for d in (*DEFAULT_DIMENSIONS, *TILING_DIMENSIONS)}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise InputError(f"ParamSpace.subset: unknown dimension(s) {missing}; expected some of {list(by_name)}")
         return cls(dimensions=tuple(by_name[n] for n in names), base=base or AmgParams())
+
+    def with_tiling(self, tile_shape: int, halo: int) -> ParamSpace:
+        """This space with its fixed parameters tiled (``tile_shape`` 0: untiled); tuned tiling
+        dimensions, if any, still decide per action."""
+        return ParamSpace(dimensions=self.dimensions, base=self.base.replace(tile_shape=int(tile_shape), halo=int(halo)))
 
     @property
     def dim(self) -> int:
@@ -412,6 +427,8 @@ class ParamSpace:
         pps, layers = merged["points_per_side"], merged["crop_n_layers"]
         while pps is not None and merged["crop_n_points_downscale_factor"] > 1 and pps // (merged["crop_n_points_downscale_factor"] ** layers) < 1:
             merged["crop_n_points_downscale_factor"] //= 2
+        if merged["tile_shape"] and merged["halo"] > merged["tile_shape"]:
+            merged["halo"] = merged["tile_shape"]  # a tuned halo never exceeds a tuned tile
         return AmgParams(**merged)
 
     def encode(self, params: AmgParams) -> np.ndarray:

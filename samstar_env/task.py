@@ -119,3 +119,22 @@ def make_task(
         model=model,
         test_images=tuple(generate(name, seed=s, size=size) for s in test[:n_test_images]),
     )
+
+
+def tile_task(task: Task, *, input_size: int | None, tile_shape: int | None = None, halo: int | None = None,
+              source: str = "--tile-shape") -> tuple[Task, str]:
+    """The task with its space's fixed parameters tiled as a run chooses, and a line saying how.
+
+    The choice is :func:`~samstar_env.engine.tiles.choose_tiling`'s for the task's largest image (an
+    explicit ``tile_shape``, else the tiling its space's base carries, else automatic tiles above
+    twice the model's ``input_size``). Smaller images of the task are cut by the same tiles, or
+    left whole when one tile covers them. A space that tunes ``tile_shape`` decides per action.
+    """
+    from samstar_env.engine.tiles import choose_tiling
+
+    images = (*task.images, *task.test_images)
+    largest = max((im.shape for im in images), key=lambda s: s[0] * s[1])
+    params, line = choose_tiling(task.space.base, largest, input_size=input_size, tile_shape=tile_shape, halo=halo, source=source)
+    if "tile_shape" in task.space.names:
+        line = "tiles chosen by the tuner (tile_shape is a tuned dimension)"
+    return task.replace(space=task.space.with_tiling(params.tile_shape, params.halo)), line

@@ -14,6 +14,8 @@ A task file::
     model = "checkpoints/sam.pth"    # a path (relative to this file) or a registered name
     rewards = ["size_window", "shape_fidelity", "overlap_fidelity"]   # optional: "generic" preset
                                      # (or a preset name: "perovskite", "ito", "auco", "generic")
+    tile_shape = 512                 # optional: tiles of 512 px (0: never tile; default: automatic
+    halo = 64                        # above twice the model input); halo default: a quarter tile
 
     [prior]
     diameter_range_nm = [8.0, 15.0]
@@ -50,7 +52,7 @@ from samstar_env.errors import InputError, MissingFileError, TaskFileError
 # import the env (torch) to do so.
 ENV_OPTIONS: tuple[str, ...] = (
     "mode", "budget", "images_per_episode", "obs_mode", "thumbnail_size", "reward_mode", "gt_metrics", "device",
-    "max_masks",
+    "max_masks", "tile_shape", "halo",
 )  # fmt: skip
 
 
@@ -150,7 +152,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
     space_tbl = _table(doc, "space", p, required=False)
     env_tbl = _table(doc, "env", p, required=False)
 
-    known_task = {"name", "images", "pixel_size_nm", "modality", "model", "rewards"}
+    known_task = {"name", "images", "pixel_size_nm", "modality", "model", "rewards", "tile_shape", "halo"}
     _no_unknown(task_tbl, known_task, p, "task")
     images = _get(task_tbl, "images", str, p, "task", required=True)
     folder = (p.parent / images).resolve()
@@ -183,6 +185,20 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
             space = ParamSpace.subset(dims, base=base) if dims is not None else ParamSpace.env_default(**base_tbl)
         except (ValueError, TypeError) as exc:
             raise TaskFileError(f"{p}: [space]: {exc}") from None
+
+    tile = _get(task_tbl, "tile_shape", int, p, "task")
+    halo = _get(task_tbl, "halo", int, p, "task")
+    if tile is not None or halo is not None:
+        from samstar_env.engine.tiles import check_tiling
+
+        if tile is None:
+            raise TaskFileError(f"{p}: [task].halo needs [task].tile_shape (the halo of which tiles?)")
+        halo = tile // 4 if halo is None else halo
+        try:
+            check_tiling(tile, halo, source=f"{p}: [task].tile_shape")
+        except InputError as exc:
+            raise TaskFileError(str(exc)) from None
+        space = (space if space is not None else ParamSpace.env_default()).with_tiling(tile, halo)
 
     env_opts = dict(env_tbl)
     _no_unknown(env_opts, set(ENV_OPTIONS), p, "env")

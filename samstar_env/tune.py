@@ -38,6 +38,7 @@ from samstar_env.defaults import TUNE_BUDGET
 from samstar_env.errors import InputError, MissingFileError
 from samstar_env.journal import Journal
 from samstar_env.jsonutil import to_jsonable
+from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.params import DEFAULT_DIMENSIONS, ParamSpace
 from samstar_env.rewards.registry import REWARDS_VERSION
 
@@ -98,6 +99,9 @@ class TuneConfig:
         Show a progress bar.
     device : str
         ``auto``, ``cpu`` or ``cuda``.
+    tile_shape, halo : int, optional
+        Tiles for large images (:mod:`samstar_env.engine.tiles`): ``tile_shape`` 0 never tiles;
+        None tiles as the task file says, else automatically above twice the model's input size.
     """
 
     task: str
@@ -115,6 +119,8 @@ class TuneConfig:
     tensorboard: bool = True
     progress: bool = True
     device: str = "auto"
+    tile_shape: int | None = None
+    halo: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -146,6 +152,14 @@ def resolve_task(cfg: TuneConfig) -> Task:
         task = task.replace(space=ParamSpace.subset(list(cfg.space), base=task.space.base))
     else:  # "all": every dimension of DEFAULT_DIMENSIONS, whatever the task's own default
         task = task.replace(space=ParamSpace(DEFAULT_DIMENSIONS, base=task.space.base))
+    from samstar_env.engine.tiles import model_input_size
+    from samstar_env.problem import shared_engine
+    from samstar_env.task import tile_task
+
+    task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model, device=cfg.device)),
+                           tile_shape=cfg.tile_shape, halo=cfg.halo)
+    if cfg.progress and line != "no tiles":
+        print(f"samstar tune: {line}")
     return task
 
 
@@ -396,6 +410,7 @@ def _run_cli(args: argparse.Namespace) -> int:
         resume=args.resume, model=args.model, size=args.size, n_images=args.n_images,
         space=parse_space(args.space), picks=tuple(args.pick or DEFAULT_PICKS),
         tensorboard=not args.no_tensorboard, progress=not args.no_progress, device=args.device,
+        tile_shape=args.tile_shape, halo=args.halo,
     )
     t0 = time.perf_counter()
     result = tune(cfg)
@@ -435,4 +450,5 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--no-tensorboard", action="store_true", help="skip TensorBoard logs")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_tiling_arguments(p)
     p.set_defaults(func=_run_cli)

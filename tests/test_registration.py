@@ -212,6 +212,10 @@ _BASE = '[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [1.0, 2.0]
         ('[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n[space]\ndimensions = ["nope"]\n', r"\[space\]: .*nope"),
         ('[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n[env]\nbudget_ = 3\n', r"\[env\]: unknown key.*budget_"),
         ('[task]\nimages = "micrographs"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n[extra]\n', r"unknown table.*extra"),
+        ('[task]\nimages = "micrographs"\ntile_shape = 32\nhalo = 64\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n',
+         r"\[task\]\.tile_shape 32 is smaller than the halo 64"),
+        ('[task]\nimages = "micrographs"\nhalo = 16\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n', r"\[task\]\.halo needs \[task\]\.tile_shape"),
+        ('[task]\nimages = "micrographs"\ntile_shape = "big"\n[prior]\ndiameter_range_nm = [1.0, 2.0]\n', r"\[task\]\.tile_shape must be int"),
     ],
 )
 def test_toml_errors_name_file_and_key(task_dir: Path, text: str, match: str):
@@ -225,3 +229,20 @@ def test_toml_errors_name_file_and_key(task_dir: Path, text: str, match: str):
 def test_toml_missing_file(tmp_path: Path):
     with pytest.raises(FileNotFoundError, match="nothing.toml"):
         make_env_from_toml(tmp_path / "nothing.toml")
+
+
+def test_toml_tiles_reach_the_env_and_its_steps(task_dir: Path):
+    path = task_dir / "task.toml"
+    path.write_text(GOOD_TOML.replace('modality = "haadf"', 'modality = "haadf"\ntile_shape = 48\nhalo = 8'))
+    task, _ = task_from_toml(path)
+    assert (task.space.base.tile_shape, task.space.base.halo) == (48, 8)
+    env = make_env_from_toml(path)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step(env.action_space.sample())
+    assert (info["params"].tile_shape, info["params"].halo) == (48, 8)
+    # A 96² image in 48-px tiles: 4 tiles, each decoded on its own.
+    assert env.unwrapped.problem.engine.stats.proposal_misses == 4 * len(task.images)
+    # Without a halo the quarter-tile default applies; the env option overrides the file.
+    path.write_text(GOOD_TOML.replace('modality = "haadf"', 'modality = "haadf"\ntile_shape = 48'))
+    assert task_from_toml(path)[0].space.base.halo == 12
+    assert make_env_from_toml(path, tile_shape=0).unwrapped.space.base.tile_shape == 0

@@ -132,3 +132,21 @@ def test_resume_checks_reward_options_and_weights_when_the_journal_records_them(
     _with_header(out, lambda h: {**h, **{k: header[k] for k in added}, "reward_options": [{"count_floor": 0.9}, *header["reward_options"][1:]]})
     assert main(_args(checkpoint, out, 6, "--resume")) == 2
     assert "reward_options" in capsys.readouterr().err
+
+
+def test_tune_tiles_large_images_automatically_and_says_so(checkpoint, tmp_path, capsys):
+    # The test model's input is 64 px: a 160² image is more than twice that, so it is tiled.
+    args = ["tune", "perovskite", "--model", str(checkpoint), "--size", "160", "--space", SPACE, "--budget", "2",
+            "--agent", "random", "--no-tensorboard"]
+    assert main([*args, "--out", str(tmp_path / "auto")]) == 0
+    assert "tiles of 96 px with a 16-px halo, automatic" in capsys.readouterr().out
+    header = json.loads((tmp_path / "auto" / "journal.jsonl").read_text().splitlines()[0])
+    assert (header["space_base"]["tile_shape"], header["space_base"]["halo"]) == (96, 16)
+    best = json.loads((tmp_path / "auto" / "best_params.json").read_text())
+    assert best["params"]["tile_shape"] == 96  # segment then uses the tiles it was tuned with
+    assert main([*args, "--out", str(tmp_path / "off"), "--tile-shape", "0"]) == 0
+    header = json.loads((tmp_path / "off" / "journal.jsonl").read_text().splitlines()[0])
+    assert "tile_shape" not in header["space_base"]
+    capsys.readouterr()
+    assert main([*args, "--out", str(tmp_path / "bad"), "--tile-shape", "16", "--halo", "32"]) != 0
+    assert "--tile-shape 16 is smaller than the halo 32" in capsys.readouterr().err

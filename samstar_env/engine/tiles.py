@@ -40,6 +40,7 @@ import numpy as np
 
 from samstar_env.engine.maskset import MaskCrops, MaskSet
 from samstar_env.errors import InputError
+from samstar_env.params import AmgParams
 
 SAME_PARTICLE_IOU = 0.5
 
@@ -310,3 +311,82 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
         crop_boxes_xywh=np.array([ms.crop_boxes_xywh[i] for ms, i in rows], float).reshape(-1, 4),
         image_shape=(h, w),
     )
+
+
+# -- choosing the tiling of a run -------------------------------------------------------------------
+def auto_tiling(image_shape: tuple[int, int], *, input_size: int) -> tuple[int, int] | None:
+    """The tiles an image gets when the user chose none: ``(tile_shape, halo)``, or None (untiled).
+
+    A model of input size S sees an untiled image of side L at S / L of its resolution. Images up to
+    2 S are left whole (at most a 2x reduction, the scale samstar-tiny's tasks and operating point
+    are tuned at: 512² images on a 256-px model). Larger ones are cut so that each padded tile is
+    2 S: a halo of S / 4 and tiles of 2 S - 2 halo (samstar-tiny v3: 384-px tiles with a 64-px halo;
+    a SAM ViT, S = 1024: 1536-px tiles with a 256-px halo above 2048 px).
+
+    Examples
+    --------
+    >>> auto_tiling((512, 512), input_size=256) is None
+    True
+    >>> auto_tiling((4096, 4096), input_size=256)
+    (384, 64)
+    """
+    if input_size < 1:
+        raise InputError(f"auto_tiling: input_size={input_size}; expected the model's positive input side")
+    if max(int(v) for v in image_shape[:2]) <= 2 * input_size:
+        return None
+    halo = input_size // 4
+    return 2 * input_size - 2 * halo, halo
+
+
+def model_input_size(segmenter: object) -> int | None:
+    """The input side of the SAM behind a segmenter (``MaskEngine`` or ``Sam``), or None when unknown."""
+    model = getattr(segmenter, "model", segmenter)
+    size = getattr(getattr(model, "image_encoder", None), "img_size", None)
+    return int(size) if size else None
+
+
+def choose_tiling(params: AmgParams, image_shape: tuple[int, int], *, input_size: int | None,
+                  tile_shape: int | None = None, halo: int | None = None, source: str = "--tile-shape") -> tuple[AmgParams, str]:
+    """The parameters a run uses on an image of ``image_shape``, with the tiling chosen, and a line saying which.
+
+    Order: an explicit ``tile_shape`` (0: no tiles; ``halo`` defaults to a quarter of the tile), then
+    the tiling the parameters carry (a tuned ``best_params.json``), then :func:`auto_tiling` for the
+    model's ``input_size``. ``halo`` alone changes the halo of whichever tiles are chosen.
+
+    Examples
+    --------
+    >>> p, line = choose_tiling(AmgParams(), (4096, 4096), input_size=256)
+    >>> (p.tile_shape, p.halo), line
+    ((384, 64), 'tiles of 384 px with a 64-px halo, automatic: the image (4096 x 4096) is larger than 512 px, twice the model input (--tile-shape 0 turns tiling off)')
+    >>> choose_tiling(AmgParams(), (4096, 4096), input_size=256, tile_shape=0)[1]
+    'no tiles (--tile-shape 0)'
+    """
+    h, w = (int(v) for v in image_shape[:2])
+    if tile_shape is not None:
+        t = int(tile_shape)
+        hl = (t // 4 if halo is None else int(halo)) if t else 0
+        check_tiling(t, hl, source=source)
+        out = params.replace(tile_shape=t, halo=hl)
+        return out, (f"tiles of {t} px with a {hl}-px halo ({source} {t})" if t else f"no tiles ({source} 0)")
+    if params.tile_shape:
+        out = params if halo is None else params.replace(halo=int(halo))
+        return out, f"tiles of {out.tile_shape} px with a {out.halo}-px halo (from the parameters)"
+    auto = auto_tiling((h, w), input_size=input_size) if input_size else None
+    if auto is None:
+        return params, "no tiles"
+    t, hl = auto[0], (auto[1] if halo is None else int(halo))
+    check_tiling(t, hl, source="--halo")
+    return params.replace(tile_shape=t, halo=hl), (
+        f"tiles of {t} px with a {hl}-px halo, automatic: the image ({h} x {w}) is larger than {2 * int(input_size)} px, "
+        f"twice the model input ({source} 0 turns tiling off)")
+
+
+def add_tiling_arguments(parser: object) -> None:
+    """Add ``--tile-shape`` and ``--halo`` to an argparse parser (segment, tune, stream, bench, cache warm)."""
+    parser.add_argument(  # type: ignore[attr-defined]
+        "--tile-shape", type=int, default=None, metavar="PX",
+        help="cut images into PX x PX tiles segmented at native resolution and stitched (0: never tile; "
+             "default: tile images larger than twice the model input, or as the parameters say)")
+    parser.add_argument(  # type: ignore[attr-defined]
+        "--halo", type=int, default=None, metavar="PX",
+        help="context in pixels around each tile (default: a quarter of the tile)")

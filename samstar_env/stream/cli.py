@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from samstar_env.defaults import DEFAULT_MODEL
+from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.stream.run import StreamConfig, run_stream
 
 __all__ = ["add_cli"]
@@ -22,6 +23,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     config = StreamConfig(
         directory=args.directory,
         params=args.params,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
         model=args.model,
         out_dir=args.out,
         poll_s=args.poll_s,
@@ -65,4 +68,5 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--pixel-size-nm", type=float, default=None, help="nm per pixel; overrides the files' calibration")
     p.add_argument("--overlay", action="store_true", help="also write overlay PNGs per frame")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
+    add_tiling_arguments(p)
     p.set_defaults(func=_run_cli)

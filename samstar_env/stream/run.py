@@ -79,6 +79,10 @@ class StreamConfig:
         Also write overlay PNGs (costs time per frame; off by default).
     device : str
         ``auto``, ``cpu`` or ``cuda`` (for model names and paths).
+    tile_shape, halo : int, optional
+        Tiles for large frames (:func:`~samstar_env.engine.tiles.choose_tiling`, decided on the
+        first frame and announced): 0 never tiles; None follows the parameters, else tiles frames
+        larger than twice the model's input automatically.
     """
 
     directory: str | Path
@@ -99,6 +103,8 @@ class StreamConfig:
     pixel_size_nm: float | None = None
     overlay: bool = False
     device: str = "auto"
+    tile_shape: int | None = None
+    halo: int | None = None
 
     @property
     def out(self) -> Path:
@@ -237,6 +243,7 @@ class _StreamRun:
         self.flagged: list[str] = []
         self.latencies: list[float] = []
         self.switches = 0
+        self._tiling_chosen = False
         self.wall = 0.0
         self.t_start = self.last_activity = time.perf_counter()
 
@@ -271,6 +278,16 @@ class _StreamRun:
             return
         stem = Path(name).stem if Path(name).stem not in self.used_stems else name.replace(".", "_")
         self.used_stems.add(stem)
+        if not self._tiling_chosen:
+            # Once, on the first frame: a camera's frames share a size, and the drift monitor and
+            # re-tuning then compare parameters of one tiling.
+            from samstar_env.engine.tiles import choose_tiling, model_input_size
+
+            self.amg, line = choose_tiling(self.amg, micrograph.shape, input_size=model_input_size(self.engine),
+                                           tile_shape=self.config.tile_shape, halo=self.config.halo)
+            self._tiling_chosen = True
+            if line != "no tiles":
+                self.say(f"tiling: {line}")
         res = segment_one(micrograph, self.engine, self.amg, pixel_size_source=src, out_dir=self.frames_dir, stem=stem, overlay=self.config.overlay)
         latency = time.perf_counter() - t0
         check = self.monitor.check(res.masks, micrograph, self.amg) if self.monitor is not None else None
