@@ -241,12 +241,13 @@ class SamStarEnv(gym.Env):
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for an engine built from a model name or path.
     max_masks : int or None
-        Mask budget per image (default :data:`~samstar_env.defaults.ENV_MAX_MASKS`, 1000): an action
+        Mask budget per image of up to 512² pixels, and per 512² of larger images (default
+        :data:`~samstar_env.defaults.ENV_MAX_MASKS`, 1000; a 4096² frame: 64,000): an action
         that keeps more masks on an image (after AMG's filters and NMS) is not scored there; its
         reward on that image is the reward space's low end (0), ``info["over_mask_budget"]`` holds
         the counts, and a warning says so once per env. This bounds a step's cost: scoring takes
-        0.2-1.5 ms per mask, and loose thresholds keep up to 13,000. ``None`` scores every action
-        (raise it for large frames that hold thousands of particles).
+        0.2-1.5 ms per mask, and loose thresholds keep up to 13,000 on a 512² image. ``None``
+        scores every action.
     tile_shape, halo : int, optional
         Cut the images into tiles of ``tile_shape`` pixels with ``halo`` pixels of context
         (default: a quarter tile), each segmented at native resolution through the cache and
@@ -267,7 +268,8 @@ class SamStarEnv(gym.Env):
     ## Version History
 
     * v3 (later, same id): ``tile_shape`` and ``halo`` options (default: the task's setting, so
-      nothing changes unless they are given).
+      nothing changes unless they are given); the mask budget of images larger than 512² grows
+      with their area (the registered ids' 512² images keep 1000).
     * v3: a mask budget (``max_masks``, default 1000 per image): an action that keeps more masks
       is not scored on that image (reward 0, ``info["over_mask_budget"]``), so no step costs more
       than a second after ``samstar cache warm`` (v2: loose thresholds at points_per_side 64 with
@@ -493,9 +495,10 @@ class SamStarEnv(gym.Env):
             if not self._warned_budget:
                 self._warned_budget = True
                 _log.warning(
-                    "%s kept %s masks on an image, over max_masks=%d: not scored (reward 0 there). Pass "
-                    "max_masks=None (or higher) to score such actions; see SamStarEnv's max_masks.",
-                    params, max(over), self.max_masks,
+                    "an action kept %s masks on an image, over its budget (max_masks=%d per 512² pixels): not "
+                    "scored (reward 0 there). Pass max_masks=None (or higher) to score such actions; see "
+                    "SamStarEnv's max_masks. Parameters: %s",
+                    max(over), self.max_masks, params,
                 )
         return self._observation(), reward.astype(np.float32), terminated, False, info
 

@@ -226,6 +226,10 @@ def _is_model_reference(model: Any) -> bool:
     return isinstance(model, (str, Path))
 
 
+# The image area a mask budget is given for (the registered tasks' 512² images).
+BUDGET_AREA = 512 * 512
+
+
 def _accepts_max_masks(engine: Any) -> bool:
     try:
         return "max_masks" in inspect.signature(engine.generate).parameters
@@ -255,6 +259,8 @@ class TuningProblem:
         ``details["over_mask_budget"]`` holds its count. Scoring thousands of masks costs seconds
         (the rewards and post-processing work per mask), while no particle image is segmented well
         by that many; a :class:`~samstar_env.engine.MaskEngine` stops before the per-mask work.
+        The budget is per 512² pixels for larger images (a 4096² frame gets 64 times it, as it
+        holds 64 times the particles); smaller images get it whole.
         ``None`` (default): every configuration is scored.
 
     Examples
@@ -357,20 +363,28 @@ class TuningProblem:
             },
         )
 
+    def mask_budget(self, image_shape: tuple[int, int]) -> int | None:
+        """The mask budget of an image of ``image_shape``: ``max_masks`` per 512² pixels, at least ``max_masks``."""
+        if self.max_masks is None:
+            return None
+        h, w = image_shape[:2]
+        return int(self.max_masks * max(1.0, (int(h) * int(w)) / BUDGET_AREA))
+
     def _generate(self, engine: Segmenter[MaskSet], image: Micrograph, params: AmgParams) -> MaskSet | MaskBudgetExceeded:
         """The image's masks, or the budget error when ``max_masks`` is set and exceeded."""
-        if self.max_masks is None:
+        limit = self.mask_budget(image.shape)
+        if limit is None:
             return engine.generate(image, params)
         if self._engine_takes_budget is None:  # asked once per problem, not per image
             self._engine_takes_budget = _accepts_max_masks(engine)
         if self._engine_takes_budget:
             try:
-                return engine.generate(image, params, max_masks=self.max_masks)  # type: ignore[call-arg]
+                return engine.generate(image, params, max_masks=limit)  # type: ignore[call-arg]
             except MaskBudgetExceeded as exc:
                 return exc
         # Another segmenter: it did the per-mask work already; the budget still decides the score.
         masks = engine.generate(image, params)
-        return MaskBudgetExceeded(len(masks), self.max_masks) if len(masks) > self.max_masks else masks
+        return MaskBudgetExceeded(len(masks), limit) if len(masks) > limit else masks
 
     def evaluate_action(self, action: np.ndarray) -> Evaluation:
         """Decode ``action`` in ``[-1, 1]^d`` through the search space and evaluate it."""

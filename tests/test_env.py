@@ -281,7 +281,7 @@ def test_mask_budget_scores_nothing_over_it_and_says_so(random_sam, caplog):
     assert info["over_mask_budget"] == (n,) and info["n_masks"] == n
     assert np.array_equal(r, tight.reward_space.low) and r_free.max() > 0
     assert np.array_equal(obs[tight.feature_slices["prev_reward"]], tight.reward_space.low)
-    assert sum("over max_masks" in m for m in caplog.messages) == 1  # once per env
+    assert sum("over its budget (max_masks=" in m for m in caplog.messages) == 1  # once per env
     assert tight.max_masks == n - 1 and SamStarEnv(task, engine=engine).max_masks == 1000
 
     # A user's segmenter without the keyword: counted after it returns, scored the same way.
@@ -291,6 +291,9 @@ def test_mask_budget_scores_nothing_over_it_and_says_so(random_sam, caplog):
 
     ev = TuningProblem(task, engine=Plain(), max_masks=n - 1).evaluate(params)
     assert ev.details["over_mask_budget"] == (n,) and not ev.rewards.any()
+    # Larger images get the budget per 512² pixels (their particles scale with their area).
+    problem = TuningProblem(task, engine=engine, max_masks=100)
+    assert [problem.mask_budget(s) for s in ((96, 96), (512, 512), (1024, 1024), (4096, 4096))] == [100, 100, 400, 6400]
     for bad in (0, -3, 2.5, True):
         with pytest.raises(InputError, match="max_masks must be a positive integer or None"):
             SamStarEnv(task, engine=engine, max_masks=bad)

@@ -171,6 +171,14 @@ def _cut_flags(ms: MaskSet, tile: Tile, image_shape: tuple[int, int]) -> np.ndar
     return cut & nonempty
 
 
+def _clipped_boxes(ms: MaskSet, region: Box) -> np.ndarray:
+    """(N, 4) boxes (r0, c0, r1, c1) of the masks clipped to ``region`` (empty where they miss it)."""
+    o, s = ms.crops.origins_rc, ms.crops.shapes_hw
+    boxes = np.concatenate([o, o + s], axis=1)
+    lo, hi = np.array(region[:2]), np.array(region[2:])
+    return np.concatenate([np.maximum(boxes[:, :2], lo), np.minimum(boxes[:, 2:], hi)], axis=1)
+
+
 def _intersect(a: Box, b: Box) -> Box | None:
     r0, c0, r1, c1 = max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])
     return (r0, c0, r1, c1) if r0 < r1 and c0 < c1 else None
@@ -255,21 +263,18 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
             if shared is None or not n_per[a] or not n_per[b]:
                 continue
             ma, mb = keep_sets[a], keep_sets[b]
-            cand_a = [(i, box_of(ma, i)) for i in range(len(ma))]
-            cand_a = [(i, _intersect(bx, shared)) for i, bx in cand_a]
-            cand_a = [(i, bx) for i, bx in cand_a if bx is not None]
-            cand_b = [(j, _intersect(box_of(mb, j), shared)) for j in range(len(mb))]
-            cand_b = [(j, bx) for j, bx in cand_b if bx is not None]
-            for i, bi in cand_a:
-                for j, bj in cand_b:
-                    if _intersect(bi, bj) is None:
-                        continue
-                    r0, c0 = min(bi[0], bj[0]), min(bi[1], bj[1])
-                    r1, c1 = max(bi[2], bj[2]), max(bi[3], bj[3])
-                    wa, wb = ma.window(i, r0, c0, r1, c1), mb.window(j, r0, c0, r1, c1)
-                    union = np.count_nonzero(wa | wb)
-                    if union and np.count_nonzero(wa & wb) / union >= same_iou:
-                        groups.join(first[a] + i, first[b] + j)
+            # Boxes clipped to the shared pixels; only pairs whose clipped boxes meet are compared.
+            ba, bb = _clipped_boxes(ma, shared), _clipped_boxes(mb, shared)
+            meet = ((np.maximum(ba[:, None, 0], bb[None, :, 0]) < np.minimum(ba[:, None, 2], bb[None, :, 2]))
+                    & (np.maximum(ba[:, None, 1], bb[None, :, 1]) < np.minimum(ba[:, None, 3], bb[None, :, 3])))
+            for i, j in zip(*np.nonzero(meet), strict=True):
+                bi, bj = ba[i], bb[j]
+                r0, c0 = int(min(bi[0], bj[0])), int(min(bi[1], bj[1]))
+                r1, c1 = int(max(bi[2], bj[2])), int(max(bi[3], bj[3]))
+                wa, wb = ma.window(int(i), r0, c0, r1, c1), mb.window(int(j), r0, c0, r1, c1)
+                union = np.count_nonzero(wa | wb)
+                if union and np.count_nonzero(wa & wb) / union >= same_iou:
+                    groups.join(int(first[a] + i), int(first[b] + j))
 
     # Resolve each group: keep one uncut member, or merge a group of cut parts.
     def locate(k: int) -> tuple[MaskSet, int]:
