@@ -139,11 +139,11 @@ def test_tune_tiles_large_images_automatically_and_says_so(checkpoint, tmp_path,
     args = ["tune", "perovskite", "--model", str(checkpoint), "--size", "160", "--space", SPACE, "--budget", "2",
             "--agent", "random", "--no-tensorboard"]
     assert main([*args, "--out", str(tmp_path / "auto")]) == 0
-    assert "tiles of 96 px with a 16-px halo, automatic" in capsys.readouterr().out
+    assert "tiles of 32 px with a halo of 8 px, automatic" in capsys.readouterr().out
     header = json.loads((tmp_path / "auto" / "journal.jsonl").read_text().splitlines()[0])
-    assert (header["space_base"]["tile_shape"], header["space_base"]["halo"]) == (96, 16)
+    assert (header["space_base"]["tile_shape"], header["space_base"]["halo"]) == (32, 8)
     best = json.loads((tmp_path / "auto" / "best_params.json").read_text())
-    assert best["params"]["tile_shape"] == 96  # segment then uses the tiles it was tuned with
+    assert best["params"]["tile_shape"] == 32  # segment then uses the tiles it was tuned with
     assert main([*args, "--out", str(tmp_path / "off"), "--tile-shape", "0"]) == 0
     header = json.loads((tmp_path / "off" / "journal.jsonl").read_text().splitlines()[0])
     assert "tile_shape" not in header["space_base"]
