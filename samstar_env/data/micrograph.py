@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from samstar_env.data.instances import SparseInstances
+
 Modality = Literal["haadf", "bf-tem", "sem", "fluorescence", "unknown"]
 ShapeClass = Literal["sphere", "cube", "irregular"]
 
@@ -93,9 +95,10 @@ class Micrograph:
         One of ``haadf``, ``bf-tem``, ``sem``, ``fluorescence``, ``unknown``.
     labels : ndarray of int32, shape (H, W), optional
         Visible instance labels (0 = background), e.g. from a generator or an EMPS segmap.
-    instances : ndarray of bool, shape (N, H, W), optional
-        Amodal per-particle masks (the whole particle, including parts hidden under others);
-        ``instances[i]`` belongs to label ``i + 1``.
+    instances : SparseInstances, optional
+        Amodal per-particle masks (the whole particle, including parts hidden under others), each a
+        crop at its box (:class:`~samstar_env.data.instances.SparseInstances`); mask ``i`` belongs
+        to label ``i + 1``. A dense (N, H, W) bool array is accepted and cropped.
     particles : tuple of ParticleTruth
         Per-particle ground-truth table (synthetic data only).
     original : ndarray, optional
@@ -116,7 +119,7 @@ class Micrograph:
     pixel_size_nm: float | None = None
     modality: str = "unknown"
     labels: np.ndarray | None = None
-    instances: np.ndarray | None = None
+    instances: SparseInstances | None = None
     particles: tuple[ParticleTruth, ...] = ()
     original: np.ndarray | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
@@ -140,14 +143,19 @@ class Micrograph:
                 raise TypeError(f"Micrograph {self.name!r}: labels must be an integer array, got dtype {lab.dtype}")
             object.__setattr__(self, "labels", lab.astype(np.int32, copy=False))
         if self.instances is not None:
-            inst = np.asarray(self.instances)
-            if inst.ndim != 3 or inst.shape[1:] != img.shape:
-                raise ValueError(
-                    f"Micrograph {self.name!r}: instances must have shape (N, {img.shape[0]}, {img.shape[1]}), got {inst.shape}"
-                )
-            object.__setattr__(self, "instances", inst.astype(bool, copy=False))
+            inst = self.instances
+            if not isinstance(inst, SparseInstances):
+                inst = np.asarray(inst)
+                if inst.ndim != 3 or inst.shape[1:] != img.shape:
+                    raise ValueError(
+                        f"Micrograph {self.name!r}: instances must have shape (N, {img.shape[0]}, {img.shape[1]}), got {inst.shape}"
+                    )
+                inst = SparseInstances.from_dense(inst)
+            elif inst.image_shape != img.shape:
+                raise ValueError(f"Micrograph {self.name!r}: instances are of a {inst.image_shape} image, not {img.shape}")
+            object.__setattr__(self, "instances", inst)
         # Freeze the arrays too: a Micrograph is a value and its hash keys the engine's caches.
-        for attr in ("image", "labels", "instances", "original"):
+        for attr in ("image", "labels", "original"):
             arr = getattr(self, attr)
             if isinstance(arr, np.ndarray) and arr.flags.writeable:
                 arr = arr.view()

@@ -299,7 +299,7 @@ def occluded_fractions(image: Micrograph) -> np.ndarray | None:
         return out
     if image.instances is None or image.labels is None:
         return None
-    amodal = image.instances.reshape(image.instances.shape[0], -1).sum(axis=1).astype(float)
+    amodal = image.instances.areas.astype(float)
     visible = np.bincount(image.labels.ravel(), minlength=amodal.size + 1)[1 : amodal.size + 1].astype(float)
     return np.where(amodal > 0, 1.0 - visible / np.maximum(amodal, 1), 0.0)
 

@@ -35,7 +35,8 @@ def test_micrograph_fields(task):
     assert m.modality == {"perovskite": "haadf", "ito": "bf-tem", "auco": "haadf"}[task]
     assert m.pixel_size_nm == knob_defaults(task)["pixel_size_nm"]
     assert m.labels.dtype == np.int32
-    assert m.instances.dtype == bool and m.instances.shape == (len(m.particles), 512, 512)
+    assert len(m.instances) == len(m.particles) and m.instances.image_shape == (512, 512)
+    assert m.instances.to_dense().dtype == bool
     assert len(m.particles) >= 10
     assert [p.label for p in m.particles] == list(range(1, len(m.particles) + 1))
     assert m.metadata["task"] == task and m.metadata["seed"] == 0
@@ -50,7 +51,7 @@ def test_same_seed_same_arrays_other_seed_differs(task):
     a, b = _gen(task, 1, (160, 192)), generate(task, 1, (160, 192))
     assert np.array_equal(a.image, b.image)
     assert np.array_equal(a.labels, b.labels)
-    assert np.array_equal(a.instances, b.instances)
+    assert np.array_equal(a.instances.to_dense(), b.instances.to_dense())
     assert a.particles == b.particles
     c = generate(task, 2, (160, 192))
     assert not np.array_equal(a.image, c.image)
@@ -68,7 +69,7 @@ def test_no_global_random_state_used():
 @pytest.mark.parametrize("seed", SEEDS)
 def test_labels_are_visible_parts_of_amodal_masks(task, seed):
     m = _gen(task, seed)
-    inst = m.instances
+    inst = m.instances.to_dense()
     n = len(inst)
     # Stacking order is the instance order: the visible owner of a pixel is the last (top) cover.
     covered = inst.any(axis=0)
@@ -89,8 +90,11 @@ def test_labels_are_visible_parts_of_amodal_masks(task, seed):
 
 def _interior(m: Micrograph) -> np.ndarray:
     """Particles whose amodal mask does not touch the frame (their mask holds the whole outline)."""
-    inst = m.instances
-    edge = inst[:, 0, :].any(1) | inst[:, -1, :].any(1) | inst[:, :, 0].any(1) | inst[:, :, -1].any(1)
+    boxes = m.instances.boxes  # of the crops: a crop on the frame's edge holds pixels there
+    h, w = m.instances.image_shape
+    edge = np.array([(b[0] == 0 and m.instances.window(i, 0, 0, 1, w).any()) or (b[2] == h and m.instances.window(i, h - 1, 0, h, w).any())
+                     or (b[1] == 0 and m.instances.window(i, 0, 0, h, 1).any()) or (b[3] == w and m.instances.window(i, 0, w - 1, h, w).any())
+                     for i, b in enumerate(boxes)], bool)
     return ~edge
 
 
@@ -100,7 +104,7 @@ def test_mask_sizes_match_table_diameters(task):
     m = _gen(task, 0)
     px = m.pixel_size_nm
     inner = _interior(m)
-    area_px = m.instances.reshape(len(m.instances), -1).sum(1)[inner]
+    area_px = m.instances.areas[inner]
     true_nm = np.array([p.diameter_nm for p in m.particles])[inner]
     shape = [p.shape for p in m.particles]
     # Cube: diameter is the edge, area ~ edge^2 (corner rounding removes < 1 %); else area = pi d^2 / 4.
@@ -138,7 +142,7 @@ def test_realised_size_distribution_matches_requested(task, kinds, median_knob, 
         inner = _interior(m)
         for i, p in enumerate(m.particles):
             if inner[i] and p.kind in kinds:
-                a = m.instances[i].sum()
+                a = m.instances.areas[i]
                 f = 1.0 if p.shape == "cube" else np.sqrt(4 / np.pi)
                 mask_d.append(f * np.sqrt(a) * m.pixel_size_nm)
     assert abs(np.median(mask_d) / want_median - 1) < (0.10 if len(mask_d) >= 30 else 0.35)
@@ -219,3 +223,36 @@ def test_bad_seed_or_size(bad):
 def test_bad_split():
     with pytest.raises(ValueError, match=r"unknown split 'val'.*tune"):
         split_seeds("ito", "val")
+
+
+def test_sparse_instances_round_trip_and_windows(rng):
+    from samstar_env.data.instances import SparseInstances
+
+    dense = rng.random((7, 40, 30)) > 0.97
+    dense[3] = False  # an empty mask
+    inst = SparseInstances.from_dense(dense)
+    assert np.array_equal(inst.to_dense(), dense) and inst.areas.tolist() == dense.sum((1, 2)).tolist()
+    for _ in range(50):
+        i = int(rng.integers(7))
+        r0, c0 = (int(v) for v in rng.integers(-5, 35, 2))
+        r1, c1 = r0 + int(rng.integers(0, 20)), c0 + int(rng.integers(0, 20))
+        want = np.zeros((r1 - r0, c1 - c0), bool)
+        y0, y1, x0, x1 = max(r0, 0), min(r1, 40), max(c0, 0), min(c1, 30)
+        if y0 < y1 and x0 < x1:
+            want[y0 - r0 : y1 - r0, x0 - c0 : x1 - c0] = dense[i, y0:y1, x0:x1]
+        assert np.array_equal(inst.window(i, r0, c0, r1, c1), want)
+    with pytest.raises(MemoryError, match="need .* GiB"):
+        inst.to_dense(max_bytes=100)
+    with pytest.raises(Exception, match="outside the 40 x 30 image"):
+        SparseInstances(np.array([[39, 0]]), (np.ones((2, 2), bool),), (40, 30))
+    m = Micrograph(image=np.zeros((40, 30), np.float32), instances=dense)  # a dense stack is accepted, cropped
+    assert isinstance(m.instances, SparseInstances) and np.array_equal(m.instances.to_dense(), dense)
+
+
+def test_camera_sized_frames_hold_memory_proportional_to_the_particles():
+    m = generate("perovskite", 0, size=(2048, 2048))
+    h, w = m.shape
+    assert len(m.instances) > 1000
+    # Crops at their boxes: far below one frame per particle (which would be len * 4 MB here).
+    assert m.instances.nbytes < len(m.instances) * h * w / 1000
+    assert m.instances.areas.sum() >= np.count_nonzero(m.labels)

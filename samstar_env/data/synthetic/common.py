@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from samstar_env.data.instances import SparseInstances
 from samstar_env.data.micrograph import ParticleTruth
 
 # A particle keeps its place in the ground truth only if at least this many of its pixels are visible
@@ -111,18 +112,21 @@ def drop_hidden(
 
 def ground_truth(
     sprites: Sequence[Sprite], image_shape: tuple[int, int]
-) -> tuple[np.ndarray, np.ndarray, tuple[ParticleTruth, ...]]:
-    """Visible labels, amodal instance masks (N, H, W) and the particle table, in stacking order."""
+) -> tuple[np.ndarray, SparseInstances, tuple[ParticleTruth, ...]]:
+    """Visible labels, amodal instance masks (crops at their boxes) and the particle table, in stacking order."""
     labels = stack_labels(sprites, image_shape)
     visible = np.bincount(labels.ravel(), minlength=len(sprites) + 1)[1:]
-    instances = np.zeros((len(sprites), *image_shape), bool)
+    origins = np.zeros((len(sprites), 2), np.int64)
+    crops: list[np.ndarray] = []
     table = []
     for i, sp in enumerate(sprites):
         sl = sp.slices(image_shape)
         area, centroid = 0, (float("nan"), float("nan"))
+        crops.append(np.zeros((0, 0), bool))
         if sl is not None:
             inside = sp.mask[sl[1]]
-            instances[i][sl[0]] = inside
+            origins[i] = (sl[0][0].start, sl[0][1].start)
+            crops[i] = inside
             rows, cols = np.nonzero(inside)  # within the box only: O(particle), not O(image)
             area = rows.size
             if area:
@@ -137,7 +141,7 @@ def ground_truth(
                 kind=sp.kind,
             )
         )
-    return labels, instances, tuple(table)
+    return labels, SparseInstances(origins, tuple(crops), image_shape), tuple(table)
 
 
 def paint(sprites: Sequence[Sprite], image_shape: tuple[int, int], *, attr: str = "depth") -> np.ndarray:
