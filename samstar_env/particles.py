@@ -119,20 +119,19 @@ def _feret_min_px(region: Any) -> float:
     return min_feret_diameter(contour)
 
 
-def _measure_one(mask: np.ndarray, image: np.ndarray) -> dict[str, float] | None:
+def _measure_one(masks: MaskSet, i: int, image: np.ndarray | None) -> dict[str, float] | None:
     from skimage.measure import regionprops
 
-    rows = np.flatnonzero(mask.any(axis=1))
-    if len(rows) == 0:
+    box = masks.tight_box(i)
+    if box is None:
         return None
-    cols = np.flatnonzero(mask.any(axis=0))
-    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
-    h, w = mask.shape
-    # Measuring a 1-px-padded crop is exact (regionprops treats outside as background either way)
-    # and avoids touching the whole frame once per mask.
-    pr0, pc0 = max(r0 - 1, 0), max(c0 - 1, 0)
-    crop = mask[pr0 : min(r1 + 1, h), pc0 : min(c1 + 1, w)]
-    icrop = image[pr0 : min(r1 + 1, h), pc0 : min(c1 + 1, w)]
+    r0, c0, r1, c1 = box
+    h, w = masks.image_shape
+    # Measuring the mask on its box grown by 1 px is exact (regionprops treats outside as background
+    # either way) and reads one window of the mask, never the frame.
+    pr0, pc0, pr1, pc1 = max(r0 - 1, 0), max(c0 - 1, 0), min(r1 + 1, h), min(c1 + 1, w)
+    crop = masks.window(i, pr0, pc0, pr1, pc1)
+    icrop = np.full(crop.shape, np.nan) if image is None else image[pr0:pr1, pc0:pc1]
     region = regionprops(crop.astype(np.uint8), intensity_image=icrop)[0]
     area = float(region.area)
     perimeter = float(region.perimeter)
@@ -150,6 +149,7 @@ def _measure_one(mask: np.ndarray, image: np.ndarray) -> dict[str, float] | None
         "centroid_x_px": float(cx) + pc0,
         "centroid_y_px": float(cy) + pr0,
         "mean_intensity": float(region.intensity_mean),
+        # The image's frame only: a mask stitched from tiles never touches an inner tile border here.
         "touches_border": float(r0 == 0 or c0 == 0 or r1 == h or c1 == w),
     }
 
@@ -307,6 +307,9 @@ def measure_particles(
 ) -> ParticleTable:
     """Measure every mask on its own with :func:`skimage.measure.regionprops`.
 
+    Each mask is read on its own box (:meth:`MaskSet.window`), so a MaskSet of a 4096² frame is
+    measured without its (N, H, W) array.
+
     Parameters
     ----------
     masks : MaskSet or ndarray of bool, shape (N, H, W)
@@ -330,22 +333,23 @@ def measure_particles(
     >>> int(t["area_px"][0]), round(float(t["equivalent_diameter_nm"][0]), 2)
     (305, 9.85)
     """
-    arr = masks.masks if isinstance(masks, MaskSet) else np.asarray(masks, bool)
-    if arr.ndim != 3:
-        raise ValueError(f"measure_particles: masks must have shape (N, H, W), got {arr.shape}")
-    if image is None:
-        img = np.full(arr.shape[1:], np.nan)
-    else:
+    if not isinstance(masks, MaskSet):
+        arr = np.asarray(masks, bool)
+        if arr.ndim != 3:
+            raise ValueError(f"measure_particles: masks must have shape (N, H, W), got {arr.shape}")
+        masks = MaskSet.from_masks(arr)
+    img = None
+    if image is not None:
         img = np.asarray(image, np.float64)
-        if img.shape != arr.shape[1:]:
-            raise ValueError(f"measure_particles: image shape {img.shape} does not match masks {arr.shape[1:]}")
+        if img.shape != masks.image_shape:
+            raise ValueError(f"measure_particles: image shape {img.shape} does not match masks {masks.image_shape}")
     if pixel_size_nm is not None and not (math.isfinite(pixel_size_nm) and pixel_size_nm > 0):
         raise ValueError(f"measure_particles: pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
     source = pixel_size_source or ("none" if pixel_size_nm is None else "option")
     px_cols = [c for c in COLUMN_NAMES if c not in _NM_SCALE and c != "label"]
     data: dict[str, list[float]] = {c: [] for c in COLUMN_NAMES}
-    for i in range(arr.shape[0]):
-        row = _measure_one(arr[i], img)
+    for i in range(len(masks)):
+        row = _measure_one(masks, i, img)
         if row is None:
             continue
         data["label"].append(float(i + 1))

@@ -11,7 +11,14 @@ Per image ``<stem>``:
 - ``<stem>_overlay.png``: the grey image with each particle's outline in its own colour (every mask
   outlined on its own, so particles hidden under others in the label image are still visible);
 - ``<stem>_particles.csv``: the particle table (:mod:`samstar_env.particles`), first line a comment
-  with the calibration.
+  with the calibration;
+- ``<stem>_rois.zip``: an ImageJ ROI set, one polygon per mask named by its label in the TIFF, for
+  Fiji's ROI Manager (:mod:`samstar_env.imagej_rois`).
+
+Large images are cut into tiles segmented at native resolution and stitched
+(:mod:`samstar_env.engine.tiles`): automatically above twice the model's input side, or as
+``tile_shape`` / ``halo`` (``--tile-shape``, ``--halo``; ``--tile-shape 0`` never tiles) or the
+parameters say. Each image's summary entry records the tiling used.
 
 For the whole run: ``summary.json`` (parameters, model, per-image and pooled statistics, column
 definitions), ``summary.csv`` (one row per image plus an ``ALL`` row) and ``size_histogram.png``
@@ -43,6 +50,7 @@ import numpy as np
 from samstar_env.data.micrograph import Micrograph
 from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.engine.maskset import MaskSet
+from samstar_env.engine.tiles import add_tiling_arguments, choose_tiling, model_input_size
 from samstar_env.errors import InputError, MissingFileError
 from samstar_env.models.registry import recommended_params
 from samstar_env.params import AmgParams
@@ -78,7 +86,11 @@ class SegmentationResult:
     timings_s : mapping
         ``segment`` (the AMG call), ``measure`` (the particle table) and ``write`` seconds.
     files : mapping
-        Output kind (``labels``, ``overlay``, ``table``) -> path; empty without ``out_dir``.
+        Output kind (``labels``, ``overlay``, ``table``, ``rois``) -> path; empty without ``out_dir``.
+    params : AmgParams, optional
+        The parameters this image was segmented with (its tiling included).
+    tiling : str
+        How it was tiled, in words ("no tiles", "tiles of 128 px with a halo of 32 px, automatic...").
     """
 
     micrograph: Micrograph
@@ -88,6 +100,8 @@ class SegmentationResult:
     pixel_size_source: str
     timings_s: Mapping[str, float] = field(default_factory=dict)
     files: Mapping[str, Path] = field(default_factory=dict)
+    params: AmgParams | None = None
+    tiling: str = "no tiles"
 
     @property
     def name(self) -> str:
@@ -255,21 +269,19 @@ def overlay_rgb(image: np.ndarray, masks: MaskSet, *, cmap: str = "tab20") -> np
     colours = colormaps[cmap]
     h, w = grey.shape
     for i in range(len(masks)):
-        m = masks.masks[i]
-        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
-        if len(rows) == 0:
+        box = masks.tight_box(i)
+        if box is None:
             continue
-        # Outline on the mask's box (+1 px) only: find_boundaries over the whole frame per mask
-        # would cost O(N * H * W).
-        r0, r1 = max(rows[0] - 1, 0), min(rows[-1] + 2, h)
-        c0, c1 = max(cols[0] - 1, 0), min(cols[-1] + 2, w)
-        edge = find_boundaries(m[r0:r1, c0:c1], mode="inner")
+        # Outline on the mask's box (+1 px) only, read from its crop: find_boundaries over the
+        # whole frame per mask would cost O(N * H * W), and so would the dense mask stack.
+        r0, c0, r1, c1 = max(box[0] - 1, 0), max(box[1] - 1, 0), min(box[2] + 1, h), min(box[3] + 1, w)
+        edge = find_boundaries(masks.window(i, r0, c0, r1, c1), mode="inner")
         colour = (np.asarray(colours(i % colours.N)[:3]) * 255).astype(np.uint8)
         rgb[r0:r1, c0:c1][edge] = colour
     return rgb
 
 
-def write_outputs(result_parts: tuple[Micrograph, MaskSet, np.ndarray, ParticleTable], out_dir: Path, stem: str, *, overlay: bool = True, labels: bool = True, table: bool = True) -> dict[str, Path]:
+def write_outputs(result_parts: tuple[Micrograph, MaskSet, np.ndarray, ParticleTable], out_dir: Path, stem: str, *, overlay: bool = True, labels: bool = True, table: bool = True, rois: bool = True) -> dict[str, Path]:
     """Write the per-image files; returns kind -> path."""
     from matplotlib.image import imsave
 
@@ -285,6 +297,10 @@ def write_outputs(result_parts: tuple[Micrograph, MaskSet, np.ndarray, ParticleT
         imsave(files["overlay"], overlay_rgb(micrograph.image, masks))
     if table:
         files["table"] = tab.to_csv(out_dir / f"{stem}_particles.csv")
+    if rois:
+        from samstar_env.imagej_rois import write_imagej_rois
+
+        files["rois"] = write_imagej_rois(masks, out_dir / f"{stem}_rois.zip")
     return files
 
 
@@ -307,8 +323,10 @@ def segment_one(
     out_dir: Path | None = None,
     stem: str | None = None,
     overlay: bool = True,
+    rois: bool = True,
+    tiling: str = "no tiles",
 ) -> SegmentationResult:
-    """One AMG call, the particle table and (optionally) the files; timings kept apart."""
+    """One AMG call (tiled as ``params`` say), the particle table and (optionally) the files; timings kept apart."""
     t0 = time.perf_counter()
     masks = engine.generate(micrograph, params)
     t1 = time.perf_counter()
@@ -317,7 +335,7 @@ def segment_one(
     t2 = time.perf_counter()
     files: dict[str, Path] = {}
     if out_dir is not None:
-        files = write_outputs((micrograph, masks, lab, tab), out_dir, stem or micrograph.name, overlay=overlay)
+        files = write_outputs((micrograph, masks, lab, tab), out_dir, stem or micrograph.name, overlay=overlay, rois=rois)
     t3 = time.perf_counter()
     return SegmentationResult(
         micrograph=micrograph,
@@ -327,6 +345,8 @@ def segment_one(
         pixel_size_source=pixel_size_source,
         timings_s={"segment": t1 - t0, "measure": t2 - t1, "write": t3 - t2},
         files=files,
+        params=params,
+        tiling=tiling,
     )
 
 
@@ -365,6 +385,8 @@ def write_summary(
                 "source": r.micrograph.metadata.get("source"),
                 **r.summary.to_dict(),
                 "n_masks": len(r.masks),
+                "tiling": r.tiling,
+                **({"tile_shape": r.params.tile_shape, "halo": r.params.halo} if r.params is not None else {}),
                 "timings_s": dict(r.timings_s),
                 "files": {k: str(v.name) for k, v in r.files.items()},
             }
@@ -400,6 +422,10 @@ def segment(
     out_dir: str | Path | None = None,
     overlay: bool = True,
     device: str = "auto",
+    tile_shape: int | None = None,
+    halo: int | None = None,
+    rois: bool = True,
+    say: Any = None,
 ) -> list[SegmentationResult]:
     """Segment micrographs with fixed AMG parameters and measure their particles.
 
@@ -422,6 +448,13 @@ def segment(
         Also write the overlay PNGs.
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (for names and paths).
+    tile_shape, halo : int, optional
+        Tiles (:func:`~samstar_env.engine.tiles.choose_tiling`): 0 never tiles; None follows the
+        parameters, else tiles images larger than twice the model's input automatically.
+    rois : bool
+        Also write the ImageJ ROI sets.
+    say : callable, optional
+        Called with a line per image that is tiled (the CLI prints it).
 
     Returns
     -------
@@ -451,10 +484,13 @@ def segment(
         name = None if isinstance(item, (str, Path, Micrograph)) else f"image{i:03d}"
         loaded.append(to_micrograph(item, pixel_size_nm=pixel_size_nm, name=name))
     stems = _unique_stems([m.name for m, _ in loaded])
-    results = [
-        segment_one(m, engine, amg, pixel_size_source=src, out_dir=out, stem=stem, overlay=overlay)
-        for (m, src), stem in zip(loaded, stems, strict=True)
-    ]
+    results = []
+    for (m, src), stem in zip(loaded, stems, strict=True):
+        tiled, line = choose_tiling(amg, m.shape, input_size=model_input_size(engine), tile_shape=tile_shape, halo=halo)
+        if say is not None and line != "no tiles":
+            say(f"{m.name}: {line}")
+        results.append(segment_one(m, engine, tiled, pixel_size_source=src, out_dir=out, stem=stem, overlay=overlay,
+                                   rois=rois, tiling=line))
     if out is not None:
         model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
         write_summary(results, out, params=amg, model=model_name, params_source=source)
@@ -471,6 +507,10 @@ def _run_cli(args: argparse.Namespace) -> int:
         out_dir=args.out,
         overlay=not args.no_overlay,
         device=args.device,
+        tile_shape=args.tile_shape,
+        halo=args.halo,
+        rois=not args.no_rois,
+        say=lambda line: print(line, file=sys.stderr),
     )
     for r in results:
         s = r.summary
@@ -496,6 +536,8 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--pixel-size-nm", type=float, default=None, help="nm per pixel; overrides the files' calibration")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--no-rois", action="store_true", help="skip the ImageJ ROI sets (<stem>_rois.zip)")
+    add_tiling_arguments(p)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default: %(default)s)")
     p.set_defaults(func=_run_cli)
 

@@ -115,3 +115,69 @@ def test_direct_amg_equals_engine(random_sam, rng):
     seg = resolve_engine(random_sam)
     assert isinstance(seg, MaskEngine) and seg.disk is None
     np.testing.assert_array_equal(seg.generate(img, PARAMS).masks, a.masks)
+
+
+def test_large_images_are_tiled_automatically_with_rois_that_match_the_labels(tmp_path, rng, checkpoint, capsys):
+    import roifile
+
+    from samstar_env.engine.maskset import MaskSet
+
+    # The test model's input is 64 px: a 160 x 150 image is tiled (32-px tiles, 8-px halo), a 96 x 100 one is not.
+    big, small = tmp_path / "big.tif", tmp_path / "small.tif"
+    save_tiff_with_pixel_size(big, (rng.random((160, 150)) * 4000).astype(np.uint16), 0.5)
+    save_tiff_with_pixel_size(small, (rng.random((96, 100)) * 4000).astype(np.uint16), 0.5)
+    params = tmp_path / "p.json"
+    params.write_text(PARAMS.to_json())
+    out = tmp_path / "out"
+    assert main(["segment", str(big), str(small), "--params", str(params), "--model", str(checkpoint), "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "big: tiles of 32 px with a halo of 8 px, automatic" in err and "small:" not in err
+    summary = json.loads((out / "summary.json").read_text())
+    by_name = {im["name"]: im for im in summary["images"]}
+    assert (by_name["big"]["tile_shape"], by_name["big"]["halo"]) == (32, 8) and by_name["small"]["tiling"] == "no tiles"
+
+    labels = tifffile.imread(out / "big_labels.tif")
+    rois = roifile.roiread(out / "big_rois.zip")
+    ms = MaskSet.from_labels(labels)  # the labels' masks (an overlap may hide part of one)
+    assert len(rois) == by_name["big"]["n_masks"] >= 10
+    assert [r.name for r in rois] == [f"{k:04d}" for k in range(1, len(rois) + 1)]
+    ids = set(np.unique(labels)) - {0}
+    for r in rois:
+        xy = r.coordinates()
+        k = int(r.name)
+        if k in ids:  # the polygon lies on its particle's pixels in the label image
+            on = labels[np.clip(xy[:, 1].astype(int), 0, 159), np.clip(xy[:, 0].astype(int), 0, 149)]
+            assert (on == k).mean() > 0.5 or len(xy) < 3
+    assert len(ms) <= len(rois)
+
+    # --tile-shape 0 turns it off; an explicit tile takes a quarter-tile halo by default.
+    assert main(["segment", str(big), "--params", str(params), "--model", str(checkpoint), "-o", str(tmp_path / "o2"),
+                 "--tile-shape", "0", "--no-rois"]) == 0
+    assert "tiles of" not in capsys.readouterr().err and not (tmp_path / "o2" / "big_rois.zip").exists()
+    res = samstar_env.segment(big, params=PARAMS, model=str(checkpoint), tile_shape=80)
+    assert (res[0].params.tile_shape, res[0].params.halo) == (80, 20)
+    with pytest.raises(Exception, match="--tile-shape 16 is smaller than the halo 40"):
+        samstar_env.segment(big, params=PARAMS, model=str(checkpoint), tile_shape=16, halo=40)
+
+
+def test_particle_table_reads_crops_only_and_flags_the_image_border():
+    from samstar_env.engine.maskset import MaskCrops, MaskSet
+    from samstar_env.particles import measure_particles
+    from samstar_env.segmentation import overlay_rgb
+
+    h, w = 40, 50
+    boxes = [(0, 10, 5, 20), (35, 10, 40, 20), (10, 0, 20, 4), (10, 46, 20, 50), (15, 20, 25, 30)]
+    crops = MaskCrops(np.array([b[:2] for b in boxes]), np.array([(b[2] - b[0], b[3] - b[1]) for b in boxes]),
+                      tuple(np.ones((b[2] - b[0], b[3] - b[1]), bool) for b in boxes))
+    n = len(boxes)
+    ms = MaskSet(crops=crops, boxes_xywh=np.zeros((n, 4)), predicted_iou=np.ones(n, np.float32),
+                 stability_score=np.ones(n, np.float32), point_coords=np.zeros((n, 2)),
+                 crop_boxes_xywh=np.zeros((n, 4)), image_shape=(h, w))
+    table = measure_particles(ms, np.zeros((h, w)))
+    overlay_rgb(np.zeros((h, w)), ms)
+    assert "masks" not in ms.__dict__  # neither built the (N, H, W) stack
+    assert table["touches_border"].tolist() == [1, 1, 1, 1, 0]
+    assert table["area_px"].tolist() == [(b[2] - b[0]) * (b[3] - b[1]) for b in boxes]
+    dense = measure_particles(ms.masks, np.zeros((h, w)))  # the dense form gives the same table
+    for c in table.columns:
+        np.testing.assert_array_equal(table[c], dense[c])

@@ -272,6 +272,18 @@ class MaskSet:
         """Mask ``i`` on rows ``r0:r1`` and columns ``c0:c1`` of the image (see :meth:`MaskCrops.window`)."""
         return self.crops.window(i, r0, c0, r1, c1)
 
+    def tight_box(self, i: int) -> tuple[int, int, int, int] | None:
+        """Mask ``i``'s tight box (r0, c0, r1, c1), half-open in image pixels; None when it is empty.
+
+        Its stored window may be larger (a user's crops); this reads the crop, never the frame.
+        """
+        crop, (r, c) = self.crop(i)
+        rows = np.flatnonzero(crop.any(axis=1))
+        if len(rows) == 0:
+            return None
+        cols = np.flatnonzero(crop.any(axis=0))
+        return (r + int(rows[0]), c + int(cols[0]), r + int(rows[-1]) + 1, c + int(cols[-1]) + 1)
+
     def full(self, i: int) -> np.ndarray:
         """Mask ``i`` as a new (H, W) bool array."""
         crop, (r, c) = self.crop(i)

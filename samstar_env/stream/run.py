@@ -243,7 +243,7 @@ class _StreamRun:
         self.flagged: list[str] = []
         self.latencies: list[float] = []
         self.switches = 0
-        self._tiling_chosen = False
+        self._tiling_chosen, self._tiling_line = False, "no tiles"
         self.wall = 0.0
         self.t_start = self.last_activity = time.perf_counter()
 
@@ -285,10 +285,11 @@ class _StreamRun:
 
             self.amg, line = choose_tiling(self.amg, micrograph.shape, input_size=model_input_size(self.engine),
                                            tile_shape=self.config.tile_shape, halo=self.config.halo)
-            self._tiling_chosen = True
+            self._tiling_chosen, self._tiling_line = True, line
             if line != "no tiles":
                 self.say(f"tiling: {line}")
-        res = segment_one(micrograph, self.engine, self.amg, pixel_size_source=src, out_dir=self.frames_dir, stem=stem, overlay=self.config.overlay)
+        res = segment_one(micrograph, self.engine, self.amg, pixel_size_source=src, out_dir=self.frames_dir, stem=stem,
+                          overlay=self.config.overlay, tiling=self._tiling_line)
         latency = time.perf_counter() - t0
         check = self.monitor.check(res.masks, micrograph, self.amg) if self.monitor is not None else None
         self._log_frame(_frame_record(path, stem=stem, latency=latency, res=res, src=src, check=check, names=() if self.monitor is None else self.monitor.names))
