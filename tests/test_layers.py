@@ -64,6 +64,7 @@ LAYERS: dict[str, int] = {
     "samstar_env.tune": 5,
     "samstar_env.segmentation": 5,
     "samstar_env.particles": 5,
+    "samstar_env.imagej_rois": 5,
     "samstar_env.stream*": 5,
     "samstar_env.cache": 5,
     "samstar_env.report_plots": 5,
