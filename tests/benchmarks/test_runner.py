@@ -264,3 +264,21 @@ def test_reference_fronts_are_keyed_on_the_model_weights(tmp_path):
     ckpt.write_bytes(b"weights")
     assert model_sha256(str(ckpt)) == file_sha256(ckpt)
     assert model_sha256(str(tmp_path / "missing.pt")) is None
+
+
+def test_suites_tile_as_told_or_automatically(suite):
+    from samstar_env.benchmarks.runner import RunSpec, build_problem
+
+    def base(**kw):
+        return build_problem(RunSpec(suite.override(**kw), "ito", "random", 0)).task.space.base
+
+    # 96 px is not more than twice the test model's 64-px input: untiled unless told.
+    assert base().tile_shape == 0 and "tile_shape" not in suite.to_dict()
+    assert (base(image_size=(160, 160)).tile_shape, base(image_size=(160, 160)).halo) == (32, 8)  # automatic
+    assert (base(tile_shape=48, halo=4).tile_shape, base(tile_shape=48, halo=4).halo) == (48, 4)
+    assert base(image_size=(160, 160), tile_shape=0).tile_shape == 0
+    assert suite.override(tile_shape=48).to_dict()["tile_shape"] == 48
+    tuned = suite.override(space=("points_per_side", "tile_shape", "halo")).param_space()
+    assert tuned.names[1:] == ("tile_shape", "halo")
+    with pytest.raises(Exception, match="tile_shape 16 is smaller than the halo 40"):
+        base(tile_shape=16, halo=40)
