@@ -244,3 +244,22 @@ def test_cli_defaults_are_the_config_defaults(tmp_path):
         default.poll_s, default.drift_tol, default.baseline_frames, default.model, default.device
     )
     assert default.out == tmp_path / "samstar_stream"
+
+
+def test_stream_tiles_large_frames_and_says_so_once(tmp_path, engine):
+    import tifffile
+
+    src, out = tmp_path / "frames", tmp_path / "out"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.tif", "b.tif"):
+        tifffile.imwrite(src / name, (rng.random((160, 150)) * 4000).astype(np.uint16))
+    lines: list[str] = []
+    rep = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=out, settle_s=0.0, max_frames=2, drift=False),
+                     echo=lines.append)
+    assert rep.processed == ("a.tif", "b.tif")
+    assert sum("tiling: tiles of 32 px with a halo of 8 px, automatic" in s for s in lines) == 1
+    assert (rep.params.tile_shape, rep.params.halo) == (32, 8) and (out / "frames" / "a_rois.zip").is_file()
+    rep = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=tmp_path / "o2", settle_s=0.0, max_frames=1,
+                                  drift=False, tile_shape=0), echo=None)
+    assert rep.params.tile_shape == 0
