@@ -175,6 +175,9 @@ class DirectAmg:
 
         p = (params or AmgParams()).replace(output_mode="binary_mask")
         rgb = to_sam_image(image)
+        if p.tiled and p.tile_shape < max(rgb.shape[:2]):
+            raise InputError(f"DirectAmg runs SamAutomaticMaskGenerator itself, which has no tiles (tile_shape="
+                             f"{p.tile_shape} on a {rgb.shape[0]} x {rgb.shape[1]} image); use a MaskEngine for tiles")
         records = SamAutomaticMaskGenerator(self.model, **p.to_kwargs()).generate(rgb)
         return maskset_from_records(records, (int(rgb.shape[0]), int(rgb.shape[1])))
 

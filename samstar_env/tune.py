@@ -35,10 +35,10 @@ import numpy as np
 
 from samstar_env.agents import RunState, Trial, TuningResult, make_agent
 from samstar_env.defaults import TUNE_BUDGET
+from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.errors import InputError, MissingFileError
 from samstar_env.journal import Journal
 from samstar_env.jsonutil import to_jsonable
-from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.params import DEFAULT_DIMENSIONS, ParamSpace
 from samstar_env.rewards.registry import REWARDS_VERSION
 
