@@ -336,7 +336,7 @@ ENV_DIMENSIONS: tuple[Dimension, ...] = tuple(
 # tile). 0 keeps the image whole, so a tuner can also choose not to tile; a tile at least as large
 # as the image is the untiled image too. Opt in by name: ``ParamSpace.subset([..., "tile_shape", "halo"])``.
 TILING_DIMENSIONS: tuple[Dimension, ...] = (
-    Dimension("tile_shape", "grid", choices=(0, 256, 512, 768)),
+    Dimension("tile_shape", "grid", choices=(0, 128, 256, 512, 768)),
     Dimension("halo", "grid", choices=(32, 64, 128)),
 )
 

@@ -78,7 +78,9 @@ class Args:
     halos: tuple[int, ...] = (32, 64, 128)
     """halos in pixels"""
     crop_layers: tuple[int, ...] = (1, 2)
-    """AMG crop layers run on the whole image"""
+    """AMG crop layers run on the whole image (0: none)"""
+    whole: bool = True
+    """also run the whole image untiled"""
     points_per_side: int = 16
     """points_per_side of every configuration (per tile, per crop)"""
     model: str = "samstar-tiny"
@@ -95,8 +97,8 @@ class Args:
 
 def _configs(args: Args, h: int, w: int, base: dict) -> list[tuple[str, dict, bool]]:
     rows = [("whole image" + (" (AMG)" if max(h, w) <= args.amg_max_side else " (engine, AMG's masks)"), base,
-             max(h, w) <= args.amg_max_side)]
-    rows += [(f"crop layers {n}", {**base, "crop_n_layers": n}, False) for n in args.crop_layers]
+             max(h, w) <= args.amg_max_side)] if args.whole else []
+    rows += [(f"crop layers {n}", {**base, "crop_n_layers": n}, False) for n in args.crop_layers if n > 0]
     rows += [(f"tiles {t} halo {hl}", {**base, "tile_shape": t, "halo": hl}, False)
              for t in args.tiles for hl in args.halos if hl <= t]
     return rows

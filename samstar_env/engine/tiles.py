@@ -12,17 +12,18 @@ that is what AMG sees. Tiles are numbered row by row.
 
 The stitching rule (:func:`stitch`), in image coordinates:
 
-1. **Ownership.** A tile keeps a mask only when the mask's centroid lies in the tile's inner region
-   (an empty mask: its prompt point). Each particle seen whole by two tiles is therefore kept once.
+1. **Ownership.** A mask is *owned* by its tile when its centroid lies in the tile's inner region (an
+   empty mask: its prompt point). A particle seen whole by two tiles is owned by one of them.
 2. **Cut masks.** A mask that touches its padded region's edge where that edge is inside the image
    was cut by the tile: the particle goes on beyond what the tile saw.
-3. **Same particle across tiles.** Two kept masks of different tiles are one particle when, on the
+3. **Same particle across tiles.** Two masks of different tiles are one particle when, on the
    pixels both tiles saw (the intersection of their padded regions), their IoU is at least
-   ``same_iou`` (0.5). These pairs are joined into groups (transitively).
-4. **Merge or suppress.** In a group that holds a mask that was not cut, that mask is the particle:
-   the uncut member with the highest predicted IoU is kept and the others are dropped. A group of cut
-   masks only (a particle larger than the halo, seen in parts) becomes the union of its parts, with
-   the annotations of its largest part.
+   ``same_iou`` (0.5). These pairs are joined into groups, transitively; a mask alone is a group.
+4. **Keep, merge or suppress.** A group that no tile owns is dropped (its particle belongs to
+   another tile's masks). A group holding an uncut mask keeps the uncut one with the highest
+   predicted IoU (owned ones first) and drops the others. A group of cut masks only (a particle
+   larger than the halo, seen in parts) becomes the union of its parts, with the annotations of its
+   largest part.
 
 The stitched set lists tiles in order, each tile's masks in AMG's order; a group stands at the place
 of its first member. One tile covering the image is the untiled result exactly (the engine then does
@@ -234,23 +235,20 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
     1
     """
     h, w = (int(v) for v in image_shape)
-    shifted = [_shifted(ms, tile, (h, w)) for tile, ms in parts]
-    keep_sets, tiles_of, cut_of = [], [], []
-    for (tile, _), ms in zip(parts, shifted, strict=True):
+    sets = [_shifted(ms, tile, (h, w)) for tile, ms in parts]
+    owned_of, cut_of = [], []
+    for (tile, _), ms in zip(parts, sets, strict=True):
         cy, cx = _centroids(ms).T if len(ms) else (np.zeros(0), np.zeros(0))
         # An empty mask's prompt point may sit on the image's far edge: it belongs to the last tile.
         cy, cx = np.clip(cy, 0, h - 1), np.clip(cx, 0, w - 1)
         r0, c0, r1, c1 = tile.inner
-        own = (cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1)
-        kept = ms.select(np.flatnonzero(own))
-        keep_sets.append(kept)
-        tiles_of += [tile] * len(kept)
-        cut_of.append(_cut_flags(kept, tile, (h, w)))
-    if not keep_sets:
+        owned_of.append((cy >= r0) & (cy < r1) & (cx >= c0) & (cx < c1))
+        cut_of.append(_cut_flags(ms, tile, (h, w)))
+    if not sets:
         return MaskSet.empty((h, w))
-    n_per = [len(k) for k in keep_sets]
+    n_per = [len(k) for k in sets]
     first = np.concatenate([[0], np.cumsum(n_per)]).astype(int)
-    cut = np.concatenate(cut_of) if cut_of else np.zeros(0, bool)
+    owned, cut = np.concatenate(owned_of), np.concatenate(cut_of)
     groups = _Groups(int(first[-1]))
 
     def box_of(ms: MaskSet, i: int) -> Box:
@@ -262,7 +260,7 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
             shared = _intersect(parts[a][0].padded, parts[b][0].padded)
             if shared is None or not n_per[a] or not n_per[b]:
                 continue
-            ma, mb = keep_sets[a], keep_sets[b]
+            ma, mb = sets[a], sets[b]
             # Boxes clipped to the shared pixels; only pairs whose clipped boxes meet are compared.
             ba, bb = _clipped_boxes(ma, shared), _clipped_boxes(mb, shared)
             meet = ((np.maximum(ba[:, None, 0], bb[None, :, 0]) < np.minimum(ba[:, None, 2], bb[None, :, 2]))
@@ -276,10 +274,10 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
                 if union and np.count_nonzero(wa & wb) / union >= same_iou:
                     groups.join(int(first[a] + i), int(first[b] + j))
 
-    # Resolve each group: keep one uncut member, or merge a group of cut parts.
+    # Resolve each group: drop it when no tile owns it, else keep one uncut member, or merge the cut parts.
     def locate(k: int) -> tuple[MaskSet, int]:
         t = int(np.searchsorted(first, k, side="right") - 1)
-        return keep_sets[t], k - int(first[t])
+        return sets[t], k - int(first[t])
 
     members: dict[int, list[int]] = {}
     for k in range(int(first[-1])):
@@ -287,9 +285,11 @@ def stitch(parts: Sequence[tuple[Tile, MaskSet]], image_shape: tuple[int, int], 
     origins, shapes, sources, rows, boxes_xywh = [], [], [], [], []  # rows: (set, index) whose annotations are used
     for root in sorted(members):
         ks = members[root]
-        if len(ks) == 1 or not cut[ks].all():
-            pick = ks[0] if len(ks) == 1 else max((k for k in ks if not cut[k]),
-                                                 key=lambda k: (float(locate(k)[0].predicted_iou[locate(k)[1]]), -k))
+        if not owned[ks].any():
+            continue
+        if not cut[ks].all():
+            pick = max((k for k in ks if not cut[k]),
+                       key=lambda k: (bool(owned[k]), float(locate(k)[0].predicted_iou[locate(k)[1]]), -k))
             ms, i = locate(pick)
             crop, (r, c) = ms.crop(i)
             origins.append((r, c)), shapes.append(crop.shape), sources.append(crop), rows.append((ms, i))

@@ -73,6 +73,27 @@ def test_particles_on_tile_borders_are_found_once_and_whole(radius):
     assert "masks" not in got.__dict__
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_random_particles_of_any_size_are_stitched_once_and_whole(seed):
+    # Separate discs of 2-40 px radius (up to three times the halo) at random places; a perfect tile
+    # segmenter (connected components of what each tile sees). The rule must give the particles back.
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(120, 220)), int(rng.integers(120, 220)))
+    tile, halo = int(rng.integers(40, 80)), int(rng.integers(8, 17))
+    binary = np.zeros(shape, bool)
+    for _ in range(40):
+        d = _disc(shape, rng.uniform(0, shape[0]), rng.uniform(0, shape[1]), rng.uniform(2, 40))
+        # Apart by a pixel from the others, so the connected components are the particles.
+        if not any((np.roll(d, k, axis) & binary).any() for k in (-1, 0, 1) for axis in (0, 1)):
+            binary |= d
+    truth = _components(binary)
+    got = stitch(_perfect_parts(binary, tile, halo), shape)
+    want = {np.flatnonzero(truth.full(j)).tobytes() for j in range(len(truth))}
+    have = [np.flatnonzero(got.full(i)).tobytes() for i in range(len(got))]
+    assert len(have) == len(set(have)) == len(want), f"{len(got)} stitched masks for {len(truth)} particles"
+    assert set(have) == want
+
+
 def test_stitch_of_one_tile_is_that_tile(blob_image):
     binary = blob_image[..., 0] > 100
     ms = _components(binary)
