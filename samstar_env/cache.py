@@ -30,11 +30,14 @@ from typing import Any
 import numpy as np
 
 from samstar_env.engine import DecodeUnit, decode_units, default_cache_dir
+from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.errors import InputError, MissingExtraError
 from samstar_env.params import ENV_DIMENSIONS, ParamSpace
 
 # The parameters that decide what is decoded (all others are replayed from cached proposals).
-DECODE_DIMENSIONS = ("points_per_side", "crop_n_layers", "crop_overlap_ratio", "crop_n_points_downscale_factor")
+# The parameters that decide what is decoded (the tiles too: each tile is decoded on its own).
+DECODE_DIMENSIONS = ("points_per_side", "crop_n_layers", "crop_overlap_ratio", "crop_n_points_downscale_factor",
+                     "tile_shape", "halo")
 
 
 @dataclass(frozen=True)
@@ -457,7 +460,15 @@ def _space_of(task: Any, text: str | None) -> ParamSpace:
 
 
 def _run_warm(args: argparse.Namespace) -> int:
+    from samstar_env.engine.tiles import model_input_size
+    from samstar_env.problem import shared_engine
+    from samstar_env.task import tile_task
+
     task = resolve_task(args.task, images=args.images, size=args.size, model=args.model)
+    # The tiles `samstar tune` would use on these images, so what is warmed is what tuning reads.
+    task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model)), tile_shape=args.tile_shape, halo=args.halo)
+    if line != "no tiles" and not args.no_progress:
+        print(f"samstar cache warm: {line}")
     report = warm(task, space=_space_of(task, args.space), executor=args.executor, scheduler=args.scheduler,
                   n_workers=args.workers, progress=not args.no_progress)
     print(f"samstar cache warm: {report.decoded} decoded, {report.already_cached} already cached, "
@@ -505,6 +516,7 @@ def add_cli(subparsers: Any) -> None:
     w.add_argument("--scheduler", default=None, help="Dask scheduler address (default: a new LocalCluster)")
     w.add_argument("--workers", type=int, default=None, help="LocalCluster workers")
     w.add_argument("--no-progress", action="store_true")
+    add_tiling_arguments(w)
     w.set_defaults(func=_run_warm)
     i = sub.add_parser("info", help="where the cache is and what it holds")
     i.set_defaults(func=_run_info)

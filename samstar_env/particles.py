@@ -20,6 +20,11 @@ Conventions (one row per mask, in MaskSet order)
 - ``mean_intensity`` is the mean of samstar's normalized grey image (0-1, see
   :func:`samstar_env.data.normalize.normalize_image`) under the mask.
 - Physical columns (``_nm``, ``_nm2``) are NaN when the pixel size is unknown.
+- ``touches_border`` flags particles cut by the image's frame (those ImageJ's "Exclude on edges"
+  drops; here they are kept and flagged, and count in the summary statistics). It is decided by the mask's pixels in image coordinates, so a
+  mask stitched from tiles is flagged only where it reaches the frame, never at an inner tile border.
+- A MaskSet is measured mask by mask on each one's box (:meth:`MaskSet.window`); its (N, H, W)
+  array (:attr:`MaskSet.masks`) is never built.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("centroid_x_px", "px", "column of the centroid (0 = left pixel centre)"),
     ("centroid_y_px", "px", "row of the centroid (0 = top pixel centre)"),
     ("mean_intensity", "", "mean of the normalized grey image (0-1) under the mask"),
-    ("touches_border", "", "1 when the mask has a pixel in the first/last row or column"),
+    ("touches_border", "", "1 when the mask has a pixel in the first/last row or column of the image (tile borders do not count)"),
 )
 COLUMN_NAMES: tuple[str, ...] = tuple(c[0] for c in COLUMNS)
 _NM_SCALE: dict[str, int] = {

@@ -199,3 +199,21 @@ def test_registered_ids_default_to_the_env_space():
     env = gym.make("samstar/ITO-v3")
     assert env.unwrapped.space.names == ParamSpace.env_default().names
     assert env.unwrapped.space.dimensions == ParamSpace.env_default().dimensions
+
+
+def test_warm_covers_tuned_tiles_and_each_tile_then_replays(random_sam, tmp_path):
+    space = ParamSpace((Dimension("points_per_side", "grid", choices=(4,)), Dimension("tile_shape", "grid", choices=(0, 40)),
+                        Dimension("halo", "grid", choices=(8,)), Dimension("pred_iou_thresh", "float", 0.0, 0.9)),
+                       base=AmgParams(points_per_side=4, stability_score_thresh=0.0))
+    task = _task(random_sam).replace(space=space)
+    plan = plan_warm(task.images, space)
+    # Per 72 x 80 image: the whole image (tile_shape 0) and its 2 x 2 tiles of 40 px.
+    assert plan.combinations == 2 and len(plan.jobs) == 2 * (1 + 4)
+    assert sum(j.unit.tile is not None for j in plan.jobs) == 2 * 4
+    warm(task, cache_dir=tmp_path, progress=False, log=lambda s: None)
+    engine = MaskEngine(random_sam, cache_dir=tmp_path)
+    for x in np.linspace(-1, 1, 6):
+        p = space.decode(np.array([0.0, x, 0.0, -x]))
+        for im in task.images:
+            engine.generate(im, p)
+    assert engine.stats.proposal_misses == 0 and engine.stats.disk_hits > 0

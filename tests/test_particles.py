@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import numpy as np
@@ -11,7 +12,7 @@ from skimage.draw import disk, polygon
 from skimage.measure import regionprops
 
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.particles import COLUMN_NAMES, measure_particles, min_feret_diameter, save_size_histogram
+from samstar_env.particles import COLUMN_NAMES, columns_json, measure_particles, min_feret_diameter, save_size_histogram
 
 
 def _ref(mask: np.ndarray, image: np.ndarray):
@@ -148,3 +149,130 @@ def test_csv_header_and_round_trip(tmp_path, image):
 def test_empty_input():
     t = measure_particles(np.zeros((0, 10, 10), bool))
     assert len(t) == 0 and t.summary().count == 0 and math.isnan(t.summary().mean_diameter)
+
+
+# -- the table from crops: equal to regionprops on the full frame, and never the (N, H, W) stack ----
+def _random_dense(rng: np.random.Generator, n: int, h: int, w: int) -> np.ndarray:
+    """Noisy rectangles, ellipses (some cut by the frame), single pixels and empty masks."""
+    from skimage.draw import ellipse
+
+    out = np.zeros((n, h, w), bool)
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            r0, c0 = rng.integers(0, h - 1), rng.integers(0, w - 1)
+            r1, c1 = rng.integers(r0 + 1, h + 1), rng.integers(c0 + 1, w + 1)
+            out[i, r0:r1, c0:c1] = rng.random((r1 - r0, c1 - c0)) < 0.75
+        elif kind == 1:
+            rr, cc = ellipse(rng.uniform(-4, h + 4), rng.uniform(-4, w + 4), rng.uniform(1, 12), rng.uniform(1, 12),
+                             shape=(h, w), rotation=rng.uniform(0, 3))
+            out[i, rr, cc] = True
+        elif kind == 2:
+            out[i, rng.integers(h), rng.integers(w)] = True
+    return out  # kind 3 (and an ellipse wholly outside the frame) stays empty
+
+
+def _annotations(dense: np.ndarray) -> dict:
+    ms = MaskSet.from_masks(dense)
+    return {k: getattr(ms, k) for k in ("boxes_xywh", "predicted_iou", "stability_score", "point_coords", "crop_boxes_xywh")}
+
+
+def _crop_built(dense: np.ndarray, rng: np.random.Generator) -> MaskSet:
+    """The same masks the way the engine hands them out: each on a window (here up to 2 px larger than
+    its tight box, clipped to the frame), stored in the engine's encoded form, no dense array."""
+    from samstar_env.engine.maskset import MaskCrops
+    from samstar_env.engine.rle import encode_mask
+
+    tight = MaskCrops.from_dense(dense)
+    h, w = dense.shape[1:]
+    origins, shapes, sources = [], [], []
+    for i in range(len(dense)):
+        (r, c), (hh, ww) = tight.origins_rc[i], tight.shapes_hw[i]
+        if hh:
+            r, c, r1, c1 = max(r - rng.integers(3), 0), max(c - rng.integers(3), 0), min(r + hh + rng.integers(3), h), min(c + ww + rng.integers(3), w)
+            hh, ww = r1 - r, c1 - c
+        crop = dense[i, r : r + hh, c : c + ww]
+        origins.append((r, c))
+        shapes.append((hh, ww))
+        sources.append(encode_mask(crop) if crop.size else crop)
+    return MaskSet(crops=MaskCrops(np.array(origins).reshape(-1, 2), np.array(shapes).reshape(-1, 2), tuple(sources)),
+                   image_shape=(h, w), **_annotations(dense))
+
+
+def _full_frame_reference(dense: np.ndarray, image: np.ndarray | None) -> dict[str, list[float]]:
+    """The pixel columns measured by regionprops on each mask's full frame (what the table meant before crops)."""
+    from samstar_env.particles import _feret_min_px
+
+    h, w = dense.shape[1:]
+    img = np.full((h, w), np.nan) if image is None else image
+    out: dict[str, list[float]] = {c: [] for c in COLUMN_NAMES if not c.endswith(("_nm", "_nm2"))}
+    for i, m in enumerate(dense):
+        if not m.any():
+            continue
+        r = _ref(m, img)
+        rows, cols = np.flatnonzero(m.any(axis=1)), np.flatnonzero(m.any(axis=0))
+        major, minor = r.axis_major_length, r.axis_minor_length
+        vals = {
+            "label": i + 1, "area_px": r.area, "equivalent_diameter_px": r.equivalent_diameter_area,
+            "perimeter_px": r.perimeter,
+            "circularity": 4 * math.pi * r.area / r.perimeter**2 if r.perimeter > 0 else math.nan,
+            "aspect_ratio": major / minor if minor > 0 else math.inf, "solidity": r.solidity,
+            "feret_max_px": r.feret_diameter_max, "feret_min_px": _feret_min_px(r),
+            "centroid_x_px": r.centroid[1], "centroid_y_px": r.centroid[0], "mean_intensity": r.intensity_mean,
+            "touches_border": float(rows[0] == 0 or cols[0] == 0 or rows[-1] == h - 1 or cols[-1] == w - 1),
+        }
+        for c in out:
+            out[c].append(float(vals[c]))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_table_from_crops_equals_the_full_frame_measurement(seed):
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(12, 70)), int(rng.integers(12, 70))
+    dense = _random_dense(rng, int(rng.integers(4, 20)), h, w)
+    image = rng.random((h, w)) if seed % 3 else None
+    px = 0.37 if seed % 2 else None
+    lazy = _crop_built(dense, rng)
+    tables = [measure_particles(m, image, pixel_size_nm=px)
+              for m in (dense, MaskSet.from_dense(dense, **_annotations(dense)), lazy)]
+    assert "masks" not in lazy.__dict__  # measured from its crops
+    ref = _full_frame_reference(dense, image)
+    for c, values in ref.items():
+        # Centroids are offset-added (crop + origin): equal to the full frame's up to rounding.
+        np.testing.assert_allclose(tables[0][c], values, rtol=1e-12, atol=1e-12, err_msg=c)
+    for t in tables[1:]:  # the three inputs give the very same table
+        assert (t.pixel_size_nm, t.pixel_size_source) == (tables[0].pixel_size_nm, tables[0].pixel_size_source)
+        for c in COLUMN_NAMES:
+            np.testing.assert_array_equal(t[c], tables[0][c], err_msg=c)
+
+
+def test_border_flag_from_crops_is_about_the_image_frame_only():
+    from samstar_env.engine.maskset import MaskCrops
+
+    h, w = 40, 64
+    # (mask box r0, c0, r1, c1, stored window r0, c0, r1, c1): top, bottom, left, right, two interior ones.
+    cases = [
+        ((0, 10, 5, 20), (0, 9, 6, 21)),
+        ((33, 10, 40, 20), (32, 10, 40, 20)),
+        ((10, 0, 20, 4), (10, 0, 20, 4)),
+        ((10, 58, 20, 64), (9, 57, 21, 64)),
+        ((15, 20, 25, 32), (15, 20, 25, 32)),  # ends on column 32: an inner tile border, not the frame's
+        ((1, 1, 39, 63), (0, 0, 40, 64)),  # its stored window is the whole frame, the mask 1 px inside
+    ]
+    crops = []
+    for (r0, c0, r1, c1), (wr0, wc0, wr1, wc1) in cases:
+        crop = np.zeros((wr1 - wr0, wc1 - wc0), bool)
+        crop[r0 - wr0 : r1 - wr0, c0 - wc0 : c1 - wc0] = True
+        crops.append(crop)
+    n = len(cases)
+    ms = MaskSet(
+        crops=MaskCrops(np.array([c[1][:2] for c in cases]), np.array([x.shape for x in crops]), tuple(crops)),
+        boxes_xywh=np.zeros((n, 4)), predicted_iou=np.ones(n, np.float32), stability_score=np.ones(n, np.float32),
+        point_coords=np.zeros((n, 2)), crop_boxes_xywh=np.zeros((n, 4)), image_shape=(h, w),
+    )
+    t = measure_particles(ms, np.zeros((h, w)))
+    assert "masks" not in ms.__dict__
+    assert t["touches_border"].tolist() == [1, 1, 1, 1, 0, 0]
+    assert t.rows()[0]["touches_border"] == 1 and isinstance(t.rows()[0]["touches_border"], int)
+    assert any(c["name"] == "touches_border" and "first/last row or column" in c["definition"] for c in json.loads(columns_json()))
