@@ -6,7 +6,8 @@ Each measurement runs in a child process of its own, holding only the model and 
 reports that process's peak resident memory (``ru_maxrss``) before and after the call, so one
 call's allocations never hide in another's freed heap. Images are made in children too (Linux
 keeps a peak RSS across fork and exec, so the parent must stay small). 4096² images are the 2048² synthetic
-micrograph tiled 2 x 2 (the generators' dense ground truth cannot be built at 4096² yet).
+micrograph tiled 2 x 2, as when the figures in the README were first measured (the generators now make
+4096² frames directly: ``benchmarks/scripts/bench_tiles.py`` uses them).
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     for size in args.sizes:
         path = work / f"img{size}.npy"
         # Made in a child too: Linux keeps a process's peak RSS across fork and exec, so this process
-        # must stay small (the generators' dense ground truth takes 8 GB at 2048²).
+        # must stay small.
         subprocess.run([sys.executable, "-c", MAKE_IMAGE, str(size), str(path)], check=True)
         for which in ("engine", "amg") if size <= args.amg_max_size else ("engine",):
             out = subprocess.run([sys.executable, "-c", CHILD, which, str(size), str(args.points_per_side), str(args.threads),

@@ -107,18 +107,28 @@ def hardcore_uniform(
     H, W = shape
     pos = rng.uniform([-margin_px, -margin_px], [H + margin_px, W + margin_px], size=(len(radii_px), 2))
     kept: list[int] = []
+    # Kept disks by grid cell, the cell at least the largest possible contact distance: a disk can only
+    # touch kept disks in its own and the 8 neighbouring cells, so each test costs O(neighbours), not
+    # O(kept) (at 4096² that was 3.5 s of AuCo's 12). The pairs tested and their arithmetic are those
+    # of testing every kept disk, so the outcome is the same bit for bit.
+    reach = 2.0 * float(np.max(radii_px, initial=0.0)) + float(min_gap_px)
+    cell = max(reach * (1.0 + 1e-9) + 1e-9, 1.0)
+    grid: dict[tuple[int, int], list[int]] = {}
     for idx in range(len(radii_px)):
         p = pos[idx]
         if forbidden is not None:
             r, c = int(round(p[0])), int(round(p[1]))
             if 0 <= r < H and 0 <= c < W and forbidden[r, c]:
                 continue
-        if kept:
-            q = pos[kept]
+        gr, gc = int(p[0] // cell), int(p[1] // cell)
+        near = [j for dr in (-1, 0, 1) for dc in (-1, 0, 1) for j in grid.get((gr + dr, gc + dc), ())]
+        if near:
+            q = pos[near]
             d = np.hypot(q[:, 0] - p[0], q[:, 1] - p[1])
-            if np.any(d < radii_px[kept] + radii_px[idx] + min_gap_px):
+            if np.any(d < radii_px[near] + radii_px[idx] + min_gap_px):
                 continue
         kept.append(idx)
+        grid.setdefault((gr, gc), []).append(idx)
     k = np.array(kept, int)
     return pos[k], k
 
