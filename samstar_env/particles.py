@@ -21,8 +21,9 @@ Conventions (one row per mask, in MaskSet order)
   :func:`samstar_env.data.normalize.normalize_image`) under the mask.
 - Physical columns (``_nm``, ``_nm2``) are NaN when the pixel size is unknown.
 - ``touches_border`` flags particles cut by the image's frame (those ImageJ's "Exclude on edges"
-  drops; here they are kept and flagged, and count in the summary statistics). It is decided by the mask's pixels in image coordinates, so a
-  mask stitched from tiles is flagged only where it reaches the frame, never at an inner tile border.
+  drops; here they are kept, flagged, and counted in the summary statistics). It is decided by the
+  mask's pixels in image coordinates, so a mask stitched from tiles is flagged only where it reaches
+  the frame, never at an inner tile border.
 - A MaskSet is measured mask by mask on each one's box (:meth:`MaskSet.window`); its (N, H, W)
   array (:attr:`MaskSet.masks`) is never built.
 """

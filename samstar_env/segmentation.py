@@ -12,8 +12,14 @@ Per image ``<stem>``:
   outlined on its own, so particles hidden under others in the label image are still visible);
 - ``<stem>_particles.csv``: the particle table (:mod:`samstar_env.particles`), first line a comment
   with the calibration;
-- ``<stem>_rois.zip``: an ImageJ ROI set, one polygon per mask named by its label in the TIFF, for
-  Fiji's ROI Manager (:mod:`samstar_env.imagej_rois`).
+- ``<stem>_rois.zip``: an ImageJ ROI set for Fiji's ROI Manager, one polygon per non-empty mask
+  named by its label in the TIFF (``0001`` = label 1), traced on the mask's crop in ImageJ's
+  pixel-corner coordinates so that the pixels Fiji puts in ROI ``k`` are mask ``k - 1``'s own (its
+  largest part, holes filled; :mod:`samstar_env.imagej_rois`); ``--no-rois`` skips it.
+
+Every output is drawn mask by mask from the MaskSet's crops (:meth:`MaskSet.window`,
+:meth:`MaskSet.to_label_image`), never from its (N, H, W) array: a 4096² frame with 1,000 masks
+would need 16 GB for that.
 
 Large images are cut into tiles segmented at native resolution and stitched
 (:mod:`samstar_env.engine.tiles`): automatically above twice the model's input side, or as

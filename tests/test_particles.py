@@ -12,7 +12,13 @@ from skimage.draw import disk, polygon
 from skimage.measure import regionprops
 
 from samstar_env.engine.maskset import MaskSet
-from samstar_env.particles import COLUMN_NAMES, columns_json, measure_particles, min_feret_diameter, save_size_histogram
+from samstar_env.particles import (
+    COLUMN_NAMES,
+    columns_json,
+    measure_particles,
+    min_feret_diameter,
+    save_size_histogram,
+)
 
 
 def _ref(mask: np.ndarray, image: np.ndarray):

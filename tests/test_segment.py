@@ -119,9 +119,10 @@ def test_direct_amg_equals_engine(random_sam, rng):
 
 def test_large_images_are_tiled_automatically_with_rois_that_match_the_labels(tmp_path, rng, checkpoint, capsys):
     import roifile
-    from matplotlib.path import Path as MplPath
+    from scipy import ndimage as ndi
 
     from samstar_env.engine.maskset import MaskSet
+    from tests.test_imagej_rois import _filled_part, _imagej_fill
 
     # The test model's input is 64 px: a 160 x 150 image is tiled (32-px tiles, 8-px halo), a 96 x 100 one is not.
     big, small = tmp_path / "big.tif", tmp_path / "small.tif"
@@ -142,14 +143,17 @@ def test_large_images_are_tiled_automatically_with_rois_that_match_the_labels(tm
     ms = MaskSet.from_labels(labels)  # the labels' masks (an overlap may hide part of one)
     assert len(rois) == by_name["big"]["n_masks"] >= 10
     assert [r.name for r in rois] == [f"{k:04d}" for k in range(1, len(rois) + 1)]
-    ids = set(np.unique(labels)) - {0}
-    yy, xx = np.mgrid[:160, :150]
-    centres = np.stack([xx.ravel() + 0.5, yy.ravel() + 0.5], axis=1)  # ImageJ: pixel (0, 0) spans (0, 0)-(1, 1)
+    # The same image in Python (same tiles, same masks): ROI k is mask k - 1's outline in Fiji's terms.
+    again = samstar_env.segment(big, params=PARAMS, model=str(checkpoint))[0]
+    np.testing.assert_array_equal(again.labels, labels)
+    assert "masks" not in again.masks.__dict__  # labels and table came from the crops
     for r in rois:
-        k = int(r.name)
-        if k in ids:  # the pixels Fiji puts in ROI k hold its particle's pixels in the label image
-            inside = MplPath(r.coordinates()).contains_points(centres).reshape(160, 150)
-            assert inside[labels == k].mean() > 0.5
+        mask = again.masks.full(int(r.name) - 1)
+        inside = _imagej_fill(r.coordinates(), labels.shape)
+        # One 8-connected part of the mask, holes filled: the largest (random weights give ragged masks).
+        np.testing.assert_array_equal(inside, _filled_part(mask, inside))
+        parts, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+        assert inside.sum() >= max(ndi.binary_fill_holes(parts == j).sum() for j in range(1, n + 1)) - 1
     assert len(ms) <= len(rois)
 
     # --tile-shape 0 turns it off; an explicit tile takes a quarter-tile halo by default.
@@ -183,3 +187,55 @@ def test_particle_table_reads_crops_only_and_flags_the_image_border():
     dense = measure_particles(ms.masks, np.zeros((h, w)))  # the dense form gives the same table
     for c in table.columns:
         np.testing.assert_array_equal(table[c], dense[c])
+
+
+def test_segment_outputs_come_from_the_crops(tmp_path):
+    """labels, overlay, table and ROI set of a crop-built MaskSet (as the engine hands out): no (N, H, W) stack."""
+    import roifile
+    from matplotlib import colormaps
+    from matplotlib.image import imread
+    from skimage.segmentation import find_boundaries
+
+    from samstar_env.data.micrograph import Micrograph
+    from samstar_env.engine.maskset import MaskSet
+    from samstar_env.segmentation import overlay_rgb, segment_one
+    from tests.test_particles import _crop_built, _random_dense
+
+    rng = np.random.default_rng(5)
+    h, w = 48, 56
+    dense = _random_dense(rng, 14, h, w)
+
+    class CropEngine:
+        def __init__(self):
+            self.made = []
+
+        def generate(self, image, params=None):
+            self.made.append(_crop_built(dense, rng))
+            return self.made[-1]
+
+    engine = CropEngine()
+    micrograph = Micrograph(image=rng.random((h, w)).astype(np.float32), name="m", pixel_size_nm=0.5)
+    res = segment_one(micrograph, engine, PARAMS, pixel_size_source="metadata", out_dir=tmp_path, stem="m")
+    ms = engine.made[0]
+    assert res.masks is ms and "masks" not in ms.__dict__
+    assert sorted(res.files) == ["labels", "overlay", "rois", "table"]
+    assert res.files["rois"] == tmp_path / "m_rois.zip"
+    present = [i for i in range(len(dense)) if dense[i].any()]
+    assert [r.name for r in roifile.roiread(res.files["rois"])] == [f"{i + 1:04d}" for i in present]
+    np.testing.assert_array_equal(tifffile.imread(res.files["labels"]), MaskSet.from_masks(dense).to_label_image())
+    assert res.table["label"].tolist() == [i + 1 for i in present]
+
+    # The overlay equals each mask's inner outline found on the full frame, painted in mask order.
+    grey = np.clip(np.rint(micrograph.image.astype(np.float64) * 255), 0, 255).astype(np.uint8)
+    ref = np.repeat(grey[:, :, None], 3, axis=2)
+    for i in present:
+        ref[find_boundaries(dense[i], mode="inner")] = (np.asarray(colormaps["tab20"](i % 20)[:3]) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(overlay_rgb(micrograph.image, ms), ref)
+    assert "masks" not in ms.__dict__
+    assert imread(res.files["overlay"]).shape[:2] == (h, w)
+
+    # --no-rois / rois=False: no ROI set.
+    (tmp_path / "b").mkdir()
+    res2 = segment_one(micrograph, engine, PARAMS, pixel_size_source="metadata", out_dir=tmp_path / "b", stem="m", rois=False)
+    assert "rois" not in res2.files and not (tmp_path / "b" / "m_rois.zip").exists()
+    assert "masks" not in engine.made[1].__dict__
