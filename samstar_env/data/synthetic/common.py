@@ -113,7 +113,11 @@ def drop_hidden(
 def ground_truth(
     sprites: Sequence[Sprite], image_shape: tuple[int, int]
 ) -> tuple[np.ndarray, SparseInstances, tuple[ParticleTruth, ...]]:
-    """Visible labels, amodal instance masks (crops at their boxes) and the particle table, in stacking order."""
+    """Visible labels, amodal instance masks and the particle table, in stacking order.
+
+    The amodal masks are crops at their tight boxes (:class:`~samstar_env.data.instances.SparseInstances`),
+    never an (N, H, W) stack: besides the label image, memory and time are O(particle pixels).
+    """
     labels = stack_labels(sprites, image_shape)
     visible = np.bincount(labels.ravel(), minlength=len(sprites) + 1)[1:]
     origins = np.zeros((len(sprites), 2), np.int64)
@@ -125,12 +129,15 @@ def ground_truth(
         crops.append(np.zeros((0, 0), bool))
         if sl is not None:
             inside = sp.mask[sl[1]]
-            origins[i] = (sl[0][0].start, sl[0][1].start)
-            crops[i] = inside
             rows, cols = np.nonzero(inside)  # within the box only: O(particle), not O(image)
             area = rows.size
             if area:
-                centroid = (float(rows.mean()) + sl[0][0].start, float(cols.mean()) + sl[0][1].start)
+                r0, c0 = sl[0][0].start, sl[0][1].start
+                centroid = (float(rows.mean()) + r0, float(cols.mean()) + c0)
+                # The amodal mask on its tight box, copied: the value owns its pixels, not the sprite's.
+                rmin, rmax, cmin, cmax = int(rows[0]), int(rows[-1]), int(cols.min()), int(cols.max())
+                origins[i] = (r0 + rmin, c0 + cmin)
+                crops[i] = inside[rmin : rmax + 1, cmin : cmax + 1].copy()
         table.append(
             ParticleTruth(
                 label=i + 1,

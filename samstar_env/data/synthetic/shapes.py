@@ -26,7 +26,9 @@ def _grid(center_rc: tuple[float, float], radius_px: float) -> tuple[tuple[int, 
 
 
 def _coverage(sdf: np.ndarray) -> np.ndarray:
-    return np.clip(0.5 - sdf, 0.0, 1.0).astype(np.float32)
+    # min(max()) rather than np.clip: the same values (0.5 - sdf is never -0.0 or NaN), without
+    # np.clip's ~10 µs of call overhead, which 15,000 sprites of a 4096² frame pay twice each.
+    return np.minimum(np.maximum(0.5 - sdf, 0.0), 1.0).astype(np.float32)
 
 
 def rounded_square(
@@ -43,7 +45,7 @@ def rounded_square(
     (64, 8.0)
     """
     half = edge_px / 2.0
-    rc = float(np.clip(corner_px, 0.0, half))
+    rc = float(min(max(float(corner_px), 0.0), half))
     tl, dy, dx = _grid(center_rc, half * np.sqrt(2.0))
     c, s = np.float32(np.cos(angle_rad)), np.float32(np.sin(angle_rad))
     u = np.abs(dx * c + dy * s) - (half - rc)

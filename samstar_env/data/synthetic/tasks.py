@@ -123,8 +123,9 @@ def generate(task: str, seed: int, size: tuple[int, int] = (512, 512), **knobs: 
     Returns
     -------
     Micrograph
-        ``image`` float32 in [0, 1]; ``labels`` the visible instances; ``instances[i]`` the amodal
-        mask of label ``i + 1``, in stacking order (bottom first); ``particles`` the per-particle
+        ``image`` float32 in [0, 1]; ``labels`` the visible instances; ``instances`` the amodal masks
+        (:class:`~samstar_env.data.instances.SparseInstances`, each on its tight box: ``instances.crop(i)``
+        is label ``i + 1``), in stacking order (bottom first); ``particles`` the per-particle
         table. Particles with fewer than ``common.MIN_VISIBLE_PX`` visible pixels or less than
         ``common.MIN_VISIBLE_FRACTION`` of their in-frame area visible are removed from the scene
         (and so are neither drawn nor listed).
