@@ -104,9 +104,10 @@ def _configs(args: Args, h: int, w: int, base: dict) -> list[tuple[str, dict, bo
     return rows
 
 
-def main(args: Args) -> None:
+def main(argv: list[str] | None = None) -> None:
     from samstar_env.models.registry import recommended_params
 
+    args = Args(**parse_dataclass_args(Args, __doc__.splitlines()[0], argv))
     point, source = recommended_params(args.model)
     base = point.replace(points_per_side=args.points_per_side, crop_n_layers=0, tile_shape=0, halo=0).to_dict()
     print(f"parameters: {source}, points_per_side {args.points_per_side}, crop layers 0 unless the row says so")
@@ -151,4 +152,4 @@ def main(args: Args) -> None:
 
 
 if __name__ == "__main__":
-    main(Args(**parse_dataclass_args(Args, __doc__.splitlines()[0])))
+    main()
