@@ -465,6 +465,7 @@ def _run_warm(args: argparse.Namespace) -> int:
     from samstar_env.task import tile_task
 
     task = resolve_task(args.task, images=args.images, size=args.size, model=args.model)
+    _cache_folder(None)  # a clear error on an unusable folder before the model (and its engine) loads
     # The tiles `samstar tune` would use on these images, so what is warmed is what tuning reads.
     task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model)), tile_shape=args.tile_shape, halo=args.halo)
     if line != "no tiles" and not args.no_progress:
