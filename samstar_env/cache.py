@@ -430,10 +430,20 @@ def _size(nbytes: float) -> str:
 
 
 # -- command line --------------------------------------------------------------------------------
-def resolve_task(spec: str, *, images: int | None = None, size: int = 512, model: str | None = None) -> Any:
+def resolve_task(spec: str, *, images: int | None = None, size: int = 512, model: str | None = None,
+                 pool: bool = False, test_images: int | None = None) -> Any:
     """The task ``samstar cache warm SPEC`` warms: a registered name (its first ``images`` tune images,
-    on the env's default space, as the env ids use) or a task file (its own space)."""
+    on the env's default space, as the env ids use) or a task file (its own space); with ``pool``, the
+    amortized policy's pool (:func:`~samstar_env.policy.pool.policy_pool`: ``images`` training and
+    ``test_images`` held-out images, both warmed, on the policy's space)."""
     from samstar_env.task import make_task
+
+    if pool:
+        from samstar_env.policy.pool import POOL_TEST, POOL_TRAIN, policy_pool
+
+        t = policy_pool(spec, n_train=images or POOL_TRAIN, n_test=POOL_TEST if test_images is None else test_images,
+                        size=size, model=model)
+        return t.replace(images=(*t.images, *t.test_images), test_images=())
 
     if spec.endswith(".toml") or Path(spec).is_file():
         from samstar_env.task_file import task_from_toml
@@ -464,7 +474,8 @@ def _run_warm(args: argparse.Namespace) -> int:
     from samstar_env.problem import shared_engine
     from samstar_env.task import tile_task
 
-    task = resolve_task(args.task, images=args.images, size=args.size, model=args.model)
+    task = resolve_task(args.task, images=args.images, size=args.size, model=args.model, pool=args.pool,
+                        test_images=args.test_images)
     _cache_folder(None)  # a clear error on an unusable folder before the model (and its engine) loads
     # The tiles `samstar tune` would use on these images, so what is warmed is what tuning reads.
     task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model)), tile_shape=args.tile_shape, halo=args.halo)
@@ -510,7 +521,10 @@ def add_cli(subparsers: Any) -> None:
     w.add_argument("--space", default=None,
                    help="'all' (the full default space), comma-separated dimension names, or omitted: the env's default space "
                         "(registered tasks) or the task file's")
-    w.add_argument("--images", type=int, default=None, help="tune images to warm (registered tasks: first N of the tune split)")
+    w.add_argument("--images", type=int, default=None, help="tune images to warm (registered tasks: first N of the tune split; "
+                   "with --pool: the pool's training images, default 64)")
+    w.add_argument("--pool", action="store_true", help="warm the amortized policy's pool (samstar train-policy) on its space")
+    w.add_argument("--test-images", type=int, default=None, help="with --pool: held-out images (default 16)")
     w.add_argument("--size", type=int, default=512, help="side of the synthetic images, pixels (registered tasks)")
     w.add_argument("--model", default=None, help="model name or checkpoint path (default: the task's)")
     w.add_argument("--executor", choices=("local", "dask"), default="local")

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cache": ("samstar_env.cache", "prepare (warm), inspect or clear the shared decode cache (SAMSTAR_CACHE)"),
     "data": ("samstar_env.data.cli", "list synthetic tasks; preview micrographs with ground truth"),
     "train-model": ("samstar_env.models.training.cli", "train a small SAM (samstar-tiny) on synthetic and EMPS data"),
+    "train-policy": ("samstar_env.policy.cli", "train an amortized policy: a micrograph -> AMG parameters in one step"),
 }
 
 

@@ -24,6 +24,7 @@ from samstar_env.observation import (
     IMAGE_FEATURE_LOW,
     IMAGE_FEATURE_NAMES,
     ImageDescriptors,
+    assemble_observation,
     describe_image,
     mean_descriptors,
     thumbnail,
@@ -543,14 +544,13 @@ class SamStarEnv(gym.Env):
         return np.clip(arr, -1.0, 1.0).astype(np.float32)
 
     def _observation(self) -> Any:
-        budget_left = np.array([(self.budget - self._t) / self.budget], np.float32)
-        flat = np.concatenate(
-            [self._image_features, self._prev_action, self._prev_reward, self._best, budget_left]
-        ).astype(np.float32)
-        if self.obs_mode == "features":
-            return flat
-        assert self._thumb is not None
-        return {"features": flat, "thumbnail": self._thumb.copy()}
+        if self.obs_mode == "thumbnail":
+            assert self._thumb is not None
+        return assemble_observation(
+            self._image_features, prev_action=self._prev_action, prev_reward=self._prev_reward,
+            best_reward=self._best, budget_left=(self.budget - self._t) / self.budget,
+            thumb=self._thumb if self.obs_mode == "thumbnail" else None,
+        )
 
     def __repr__(self) -> str:
         return (

@@ -216,6 +216,46 @@ def mean_descriptors(descriptors: Sequence[ImageDescriptors]) -> np.ndarray:
     return np.mean([d.to_array() for d in descriptors], axis=0).astype(np.float32)
 
 
+def assemble_observation(
+    image_features: np.ndarray,
+    *,
+    prev_action: np.ndarray,
+    prev_reward: np.ndarray,
+    best_reward: np.ndarray,
+    budget_left: float,
+    thumb: np.ndarray | None = None,
+) -> np.ndarray | dict[str, np.ndarray]:
+    """The environment's observation from its parts: the one place that fixes its layout.
+
+    ``SamStarEnv`` observes through it at every step, and a trained policy
+    (:mod:`samstar_env.policy.policy_file`) builds its reset observation of a new image through it.
+
+    Parameters
+    ----------
+    image_features : ndarray, shape (13,)
+        Image descriptors (:data:`IMAGE_FEATURE_NAMES` order).
+    prev_action, prev_reward, best_reward : ndarray
+        Previous action (normalized), previous and best reward vectors (zeros at reset).
+    budget_left : float
+        Remaining fraction of the episode's evaluations (1 at reset).
+    thumb : ndarray, shape (s, s, 1), uint8, optional
+        With a thumbnail: a dict ``{"features", "thumbnail"}``; without: the flat features.
+
+    Examples
+    --------
+    >>> obs = assemble_observation(np.zeros(13), prev_action=np.zeros(2), prev_reward=np.zeros(3),
+    ...                            best_reward=np.zeros(3), budget_left=1.0)
+    >>> obs.shape, obs.dtype, float(obs[-1])
+    ((22,), dtype('float32'), 1.0)
+    """
+    flat = np.concatenate(
+        [image_features, prev_action, prev_reward, best_reward, np.array([budget_left])]
+    ).astype(np.float32)
+    if thumb is None:
+        return flat
+    return {"features": flat, "thumbnail": np.array(thumb, dtype=np.uint8, copy=True)}
+
+
 def thumbnail(image: Micrograph, size: int) -> np.ndarray:
     """A ``(size, size, 1)`` uint8 thumbnail for CNN policies (area-averaged; aspect not kept).
 

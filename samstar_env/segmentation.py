@@ -42,6 +42,7 @@ reads "file metadata, else the option": we chose one rule for the whole package 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -394,6 +395,7 @@ def write_summary(
                 "source": r.micrograph.metadata.get("source"),
                 **r.summary.to_dict(),
                 "n_masks": len(r.masks),
+                **({"params": r.params.to_dict()} if r.params is not None and r.params != params else {}),
                 "tiling": r.tiling,
                 **({"tile_shape": r.params.tile_shape, "halo": r.params.halo} if r.params is not None else {}),
                 "timings_s": dict(r.timings_s),
@@ -426,7 +428,7 @@ def segment(
     images: ImageInput | Iterable[ImageInput],
     *,
     params: AmgParams | str | Path | Mapping[str, Any] | None = None,
-    model: Any = DEFAULT_MODEL,
+    model: Any = None,
     pixel_size_nm: float | None = None,
     out_dir: str | Path | None = None,
     overlay: bool = True,
@@ -435,6 +437,7 @@ def segment(
     halo: int | None = None,
     rois: bool = True,
     say: Any = None,
+    policy: str | Path | Any = None,
 ) -> list[SegmentationResult]:
     """Segment micrographs with fixed AMG parameters and measure their particles.
 
@@ -447,8 +450,9 @@ def segment(
         The configuration (e.g. ``best_params.json`` from ``samstar tune``); by default the model's
         recommended operating point (samstar-tiny's from the registry), else SAM's defaults (see
         :func:`choose_params`; the summary records which).
-    model : str, Path, Sam or MaskEngine
-        ``"samstar-tiny"``, a checkpoint path, a ``segment_anything`` ``Sam`` or an engine.
+    model : str, Path, Sam or MaskEngine, optional
+        ``"samstar-tiny"``, a checkpoint path, a ``segment_anything`` ``Sam`` or an engine (default:
+        the policy's model with ``policy``, else samstar-tiny).
     pixel_size_nm : float, optional
         Calibration; when given it overrides the files' own (see the module docstring).
     out_dir : str or Path, optional
@@ -464,6 +468,11 @@ def segment(
         Also write the ImageJ ROI sets.
     say : callable, optional
         Called with a line per image that is tiled (the CLI prints it).
+    policy : path or AmortizedPolicy, optional
+        A trained amortized policy (``samstar train-policy``'s ``policy.zip`` or its folder): it
+        proposes the parameters of each image from that image, in one forward pass, instead of
+        one fixed ``params`` (the two exclude each other). Each result's ``params`` and the summary
+        record what it chose per image. ``model`` defaults to the policy's own.
 
     Returns
     -------
@@ -483,7 +492,21 @@ def segment(
     items = list(images)
     if not items:
         raise InputError("segment: no images given")
-    amg, source = choose_params(params, model=model)
+    pol = None
+    if policy is not None:
+        from samstar_env.policy.policy_file import AmortizedPolicy, load_policy
+
+        if params is not None:
+            raise InputError("segment: give either params or a policy, not both (the policy chooses the parameters per image)")
+        pol = policy if isinstance(policy, AmortizedPolicy) else load_policy(policy)
+        if model is None:
+            if pol.info.model is None:
+                raise InputError(f"segment: {pol.path} was trained on an in-memory model; pass the model (--model)")
+            model = pol.info.model
+        amg, source = pol.space.base, f"policy {pol.path} (per image)"
+    else:
+        model = DEFAULT_MODEL if model is None else model
+        amg, source = choose_params(params, model=model)
     engine = resolve_engine(model, device=device)
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
@@ -495,11 +518,17 @@ def segment(
     stems = _unique_stems([m.name for m, _ in loaded])
     results = []
     for (m, src), stem in zip(loaded, stems, strict=True):
-        tiled, line = choose_tiling(amg, m.shape, input_size=model_input_size(engine), tile_shape=tile_shape, halo=halo)
+        chosen, policy_s = amg, None
+        if pol is not None:
+            prop = pol.propose(m)
+            chosen, policy_s = prop.params, prop.seconds
+        tiled, line = choose_tiling(chosen, m.shape, input_size=model_input_size(engine), tile_shape=tile_shape, halo=halo)
         if say is not None and line != "no tiles":
             say(f"{m.name}: {line}")
-        results.append(segment_one(m, engine, tiled, pixel_size_source=src, out_dir=out, stem=stem, overlay=overlay,
-                                   rois=rois, tiling=line))
+        res = segment_one(m, engine, tiled, pixel_size_source=src, out_dir=out, stem=stem, overlay=overlay, rois=rois, tiling=line)
+        if policy_s is not None:
+            res = dataclasses.replace(res, timings_s={"policy": policy_s, **res.timings_s})
+        results.append(res)
     if out is not None:
         model_name = str(model) if isinstance(model, (str, Path)) else type(model).__name__
         write_summary(results, out, params=amg, model=model_name, params_source=source)
@@ -507,9 +536,11 @@ def segment(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
-    print(f"parameters: {choose_params(args.params, model=args.model)[1]}", file=sys.stderr)
+    if args.policy is None:
+        print(f"parameters: {choose_params(args.params, model=args.model or DEFAULT_MODEL)[1]}", file=sys.stderr)
     results = segment(
         args.images,
+        policy=args.policy,
         params=args.params,
         model=args.model,
         pixel_size_nm=args.pixel_size_nm,
@@ -523,12 +554,26 @@ def _run_cli(args: argparse.Namespace) -> int:
     )
     for r in results:
         s = r.summary
+        chosen = ""
+        if args.policy is not None and r.params is not None:
+            picked = r.params.to_dict()
+            chosen = " [policy: " + ", ".join(f"{n}={_short(picked[n])}" for n in _policy_names(args.policy)) + "]"
         print(
             f"{r.name}: {s.count} particles, median diameter {s.median_diameter:.3g} {s.unit} "
-            f"(pixel size: {r.pixel_size_source}), segment {r.timings_s['segment']:.2f} s"
+            f"(pixel size: {r.pixel_size_source}), segment {r.timings_s['segment']:.2f} s{chosen}"
         )
     print(f"wrote {len(results)} image(s) to {args.out}", file=sys.stderr)
     return 0
+
+
+def _policy_names(policy: str) -> tuple[str, ...]:
+    from samstar_env.policy.policy_file import read_info
+
+    return read_info(policy).space.names
+
+
+def _short(v: Any) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def add_cli(subparsers: Any) -> None:
@@ -541,7 +586,9 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("images", nargs="+", help="image files (png, jpg, tif; dm3/dm4/emd/ser/mrc with samstar[em])")
     p.add_argument("--params", default=None, help="best_params.json or AmgParams JSON (default: the model's recommended operating point; SAM's defaults for a SAM checkpoint)",
     )
-    p.add_argument("--model", default=DEFAULT_MODEL, help="samstar-tiny or a SAM checkpoint path (default: %(default)s)")
+    p.add_argument("--policy", default=None, help="a trained policy (samstar train-policy's policy.zip or folder): parameters "
+                   "chosen per image in one forward pass, instead of --params")
+    p.add_argument("--model", default=None, help=f"samstar-tiny or a SAM checkpoint path (default: the policy's model, else {DEFAULT_MODEL})")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="nm per pixel; overrides the files' calibration")
     p.add_argument("-o", "--out", required=True, help="output folder")
     p.add_argument("--no-overlay", action="store_true", help="skip the overlay PNGs")

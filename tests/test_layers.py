@@ -60,6 +60,8 @@ LAYERS: dict[str, int] = {
     "samstar_env.wrappers": 4,
     "samstar_env.registration": 4,
     "samstar_env.agents": 4,
+    "samstar_env.policy": 4,
+    "samstar_env.policy.pool": 3,
     # 5 applications
     "samstar_env.tune": 5,
     "samstar_env.segmentation": 5,
@@ -71,6 +73,8 @@ LAYERS: dict[str, int] = {
     "samstar_env.cli": 5,
     "samstar_env.benchmarks": 5,
     "samstar_env.models.training.cli": 5,
+    "samstar_env.policy.train": 5,
+    "samstar_env.policy.cli": 5,
 }
 
 # The package's front door: it registers the env ids on import (layer 4) and re-exports names of

@@ -23,6 +23,8 @@ def _run_cli(args: argparse.Namespace) -> int:
     config = StreamConfig(
         directory=args.directory,
         params=args.params,
+        policy=args.policy,
+        drift_level=args.drift_level,
         tile_shape=args.tile_shape,
         halo=args.halo,
         model=args.model,
@@ -55,7 +57,9 @@ def add_cli(subparsers: Any) -> None:
     p = subparsers.add_parser("stream", help="segment frames as they arrive in a folder (with a drift monitor)", description=__doc__.split("\n\n")[0])
     p.add_argument("directory", help="folder the frames are written into")
     p.add_argument("--params", default=None, help="best_params.json (default: the model's recommended operating point; SAM's defaults for a SAM checkpoint)")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="samstar-tiny or a SAM checkpoint path (default: %(default)s)")
+    p.add_argument("--policy", default=None, help="a trained policy (samstar train-policy's policy.zip or folder): "
+                   "parameters chosen per frame in one forward pass, instead of --params")
+    p.add_argument("--model", default=None, help=f"samstar-tiny or a SAM checkpoint path (default: the policy's model, else {DEFAULT_MODEL})")
     p.add_argument("-o", "--out", default=None, help="output folder (default: DIRECTORY/samstar_stream)")
     p.add_argument("--poll-s", type=float, default=0.5, help="seconds between folder scans (default: %(default)s)")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
@@ -63,7 +67,10 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--task", default=None, help="perovskite, ito or auco: rewards and prior of the drift monitor")
     p.add_argument("--no-drift", action="store_true", help="do not compute rewards per frame")
     p.add_argument("--drift-tol", type=float, default=0.1, help="absolute reward drop that flags a frame (default: %(default)s)")
-    p.add_argument("--baseline-frames", type=int, default=5, help="frames averaged into the level when the params file has no rewards")
+    p.add_argument("--baseline-frames", type=int, default=5, help="first frames averaged into the drift level (default: %(default)s)")
+    p.add_argument("--drift-level", choices=("auto", "frames", "params", "policy"), default="auto",
+                   help="the drift monitor's level: the first --baseline-frames frames, the policy's held-out images, or the "
+                   "rewards the params file records (biased high: opt-in) (default: policy with --policy, else frames)")
     p.add_argument("--retune", action="store_true", help="re-tune in the background on drift; switch when the new params dominate")
     p.add_argument("--pixel-size-nm", type=float, default=None, help="nm per pixel; overrides the files' calibration")
     p.add_argument("--overlay", action="store_true", help="also write overlay PNGs per frame")

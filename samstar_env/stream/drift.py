@@ -1,12 +1,14 @@
-"""The drift monitor: flag frames whose physics rewards fall below the level they were tuned to.
+"""The drift monitor: flag frames whose physics rewards fall below the level of in-distribution frames.
 
 Per frame, the physics rewards of the task (``--task``, else a ``task`` key of the params file or of
-the ``result.json`` that ``samstar tune`` writes beside it) are computed on the frame's masks, timed
-separately from segmentation (``rewards_s``) and optional (``--no-drift``). A frame is flagged when
-any reward falls more than ``drift_tol`` (absolute; rewards are in [0, 1]) below the tuned level. The
-tuned level is read from the params file when it records rewards (``{"rewards": {name: value}}`` or
-``"rewards"`` + ``"reward_names"`` lists, matched by name); otherwise it is the mean of the first
-``baseline_frames`` frames (never flagged themselves).
+the ``result.json`` that ``samstar tune`` writes beside it, else the policy's task) are computed on the
+frame's masks, timed separately from segmentation (``rewards_s``) and optional (``--no-drift``). A
+frame is flagged when any reward falls more than ``drift_tol`` (absolute; rewards are in [0, 1]) below
+the level. The level comes from held-out frames: the mean of the first ``baseline_frames`` frames
+(never flagged themselves), or a policy's rewards on its held-out images. The rewards a params file
+records (``{"rewards": {name: value}}`` or ``"rewards"`` + ``"reward_names"`` lists) are the tuned
+image's optimized values, biased high (a tune run's level flagged 3 of 3 new frames of the same
+generator), so they are the level only when asked for (``--drift-level params``).
 """
 
 from __future__ import annotations
@@ -63,14 +65,18 @@ class DriftMonitor:
     prior : PhysicsPrior
         The task's prior.
     tuned_level : mapping of str to float, optional
-        Reward values at tuning time (by name); missing names fall back to the running baseline.
+        A given level (by name): a policy's held-out rewards, or a params file's; missing names fall
+        back to the running baseline.
     baseline_frames : int
         Frames averaged into the level when ``tuned_level`` does not give it.
     tolerance : float
         Absolute drop that flags a frame.
+    level_source : str, optional
+        Where ``tuned_level`` came from, for the journal (default ``"params-file"``).
     """
 
-    def __init__(self, suite: Any, prior: Any, *, tuned_level: Mapping[str, float] | None = None, baseline_frames: int = 5, tolerance: float = 0.1) -> None:
+    def __init__(self, suite: Any, prior: Any, *, tuned_level: Mapping[str, float] | None = None, baseline_frames: int = 5,
+                 tolerance: float = 0.1, level_source: str | None = None) -> None:
         if baseline_frames < 1:
             raise InputError(f"baseline_frames must be >= 1, got {baseline_frames}")
         self.suite = suite
@@ -81,7 +87,8 @@ class DriftMonitor:
         given = dict(tuned_level or {})
         self._fixed = np.array([float(given.get(n, math.nan)) for n in self.names])
         self._history: list[np.ndarray] = []
-        self.level_source = "params-file" if np.isfinite(self._fixed).all() else ("partly params-file" if np.isfinite(self._fixed).any() else "baseline")
+        given_name = level_source or "params-file"
+        self.level_source = given_name if np.isfinite(self._fixed).all() else (f"partly {given_name}" if np.isfinite(self._fixed).any() else "baseline")
 
     @property
     def level(self) -> np.ndarray | None:

@@ -25,7 +25,7 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph
 from samstar_env.defaults import DEFAULT_MODEL
-from samstar_env.errors import MissingFileError
+from samstar_env.errors import InputError, MissingFileError
 from samstar_env.journal import Journal
 from samstar_env.params import AmgParams
 from samstar_env.stream.drift import DriftCheck, DriftMonitor, make_monitor, read_params_file
@@ -35,6 +35,7 @@ from samstar_env.stream.watch import FolderWatcher
 __all__ = ["LOG_NAME", "StreamConfig", "StreamReport", "run_stream"]
 
 LOG_NAME = "stream_log.jsonl"
+DRIFT_LEVELS = ("auto", "frames", "params", "policy")
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,8 @@ class StreamConfig:
         Folder the frames are written into.
     params : AmgParams or path, optional
         The configuration (``best_params.json``); SAM's defaults when omitted.
-    model : str, Path, Sam or MaskEngine
-        As for :func:`samstar_env.segment`.
+    model : str, Path, Sam or MaskEngine, optional
+        As for :func:`samstar_env.segment` (default: the policy's model with ``policy``, else samstar-tiny).
     out_dir : str or Path, optional
         Log/journal and per-frame files; default ``DIRECTORY/samstar_stream``.
     poll_s : float
@@ -66,7 +67,7 @@ class StreamConfig:
     drift_tol : float
         Absolute reward drop that flags a frame (see :class:`~samstar_env.stream.drift.DriftMonitor`).
     baseline_frames : int
-        Frames averaged into the tuned level when the params file records none.
+        Frames averaged into the drift monitor's level (``drift_level`` ``frames``).
     retune : bool
         Run background re-tuning bursts on flagged frames (needs the drift monitor).
     retune_evals : int
@@ -83,11 +84,22 @@ class StreamConfig:
         Tiles for large frames (:func:`~samstar_env.engine.tiles.choose_tiling`, decided on the
         first frame and announced): 0 never tiles; None follows the parameters, else tiles frames
         larger than twice the model's input automatically.
+    policy : str or Path, optional
+        A trained amortized policy (``samstar train-policy``): it chooses each frame's parameters
+        from the frame in one forward pass, instead of ``params`` (they exclude each other, and
+        re-tuning). The drift monitor then uses its task's rewards and prior, and its level is the
+        policy's held-out level.
+    drift_level : {"auto", "frames", "params", "policy"}
+        What the drift monitor compares each frame with. ``frames``: the mean of the first
+        ``baseline_frames`` frames (never flagged themselves). ``policy``: the policy's rewards on
+        its held-out images. ``params``: the rewards a params file records (the tuned image's
+        optimized, hence biased-high level: it flagged 3 of 3 in-distribution frames, so it is
+        opt-in only). ``auto`` (default): ``policy`` with a policy, else ``frames``.
     """
 
     directory: str | Path
     params: AmgParams | str | Path | None = None
-    model: Any = DEFAULT_MODEL
+    model: Any = None
     out_dir: str | Path | None = None
     poll_s: float = 0.5
     settle_s: float | None = None
@@ -105,6 +117,18 @@ class StreamConfig:
     device: str = "auto"
     tile_shape: int | None = None
     halo: int | None = None
+    policy: str | Path | None = None
+    drift_level: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.drift_level not in DRIFT_LEVELS:
+            raise InputError(f"stream: drift_level must be one of {DRIFT_LEVELS}, got {self.drift_level!r}")
+        if self.policy is not None and self.params is not None:
+            raise InputError("stream: give either params or a policy, not both (the policy chooses the parameters per frame)")
+        if self.policy is not None and self.retune:
+            raise InputError("stream: re-tuning switches fixed parameters; it does not combine with a policy")
+        if self.drift_level == "policy" and self.policy is None:
+            raise InputError("stream: drift_level 'policy' needs a policy")
 
     @property
     def out(self) -> Path:
@@ -194,12 +218,26 @@ def _initial_params(params: AmgParams | str | Path | None, *, model: Any) -> tup
     return choose_params(params, model=model)[0], {}, None
 
 
-def _drift_monitor(config: StreamConfig, given: DriftMonitor | None, *, task: str | None, tuned_level: dict[str, float]) -> DriftMonitor | None:
-    if not config.drift:
-        return None
-    if given is None and task is not None:
-        return make_monitor(task, tuned_level=tuned_level, baseline_frames=config.baseline_frames, tolerance=config.drift_tol)
-    return given
+def _drift_monitor(config: StreamConfig, given: DriftMonitor | None, *, task: str | None, tuned_level: dict[str, float],
+                   policy: Any = None) -> DriftMonitor | None:
+    if not config.drift or given is not None:
+        return given if config.drift else None
+    source = config.drift_level if config.drift_level != "auto" else ("policy" if policy is not None else "frames")
+    if source == "params" and not tuned_level:
+        raise InputError("stream: drift_level 'params' needs a params file that records its rewards")
+    level = tuned_level if source == "params" else None
+    if policy is not None and config.task is None:
+        from samstar_env.policy.policy_file import policy_suite
+
+        held = policy.info.held_out or {}
+        if source == "policy" and not held.get("rewards"):
+            raise InputError(f"stream: {policy.path} records no held-out level (it had no held-out images); use drift_level 'frames'")
+        level = dict(held["rewards"]) if source == "policy" else level
+        return DriftMonitor(policy_suite(policy.info), policy.info.prior, tuned_level=level,
+                            baseline_frames=config.baseline_frames, tolerance=config.drift_tol, level_source=source)
+    if task is not None:
+        return make_monitor(task, tuned_level=level, baseline_frames=config.baseline_frames, tolerance=config.drift_tol)
+    return None
 
 
 def _retuner(config: StreamConfig, engine: Any, monitor: DriftMonitor | None) -> Retuner | None:
@@ -223,7 +261,14 @@ class _StreamRun:
         if not self.directory.is_dir():
             raise MissingFileError(f"stream folder {self.directory} not found")
         self.config, self.say = config, say
-        self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model)
+        self.policy = None
+        if config.policy is not None:
+            from samstar_env.policy.policy_file import load_policy
+
+            self.policy = load_policy(config.policy)
+            self.amg, tuned_level, file_task = self.policy.space.base, {}, None
+        else:
+            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model)
         self.out = config.out
         self.frames_dir = self.out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
@@ -231,8 +276,12 @@ class _StreamRun:
         # Every frame named in a frame line (done or skipped) is never processed again.
         self.finished: dict[str, dict[str, Any]] = {rec["frame"]: rec for rec in self.journal.read() if rec.get("event") == "frame"}
         self.already = len(self.finished)
-        self.engine = resolve_engine(config.model, device=config.device)
-        self.monitor = _drift_monitor(config, monitor, task=config.task or file_task, tuned_level=tuned_level)
+        model = config.model
+        if model is None:
+            model = self.policy.info.model if self.policy is not None and self.policy.info.model is not None else DEFAULT_MODEL
+        self.model = model
+        self.engine = resolve_engine(model, device=config.device)
+        self.monitor = _drift_monitor(config, monitor, task=config.task or file_task, tuned_level=tuned_level, policy=self.policy)
         self.retuner = _retuner(config, self.engine, self.monitor)
         self.recent: deque[Micrograph] = deque(maxlen=max(1, config.retune_frames))
         self._log_start()
@@ -288,11 +337,18 @@ class _StreamRun:
             self._tiling_chosen, self._tiling_line = True, line
             if line != "no tiles":
                 self.say(f"tiling: {line}")
-        res = segment_one(micrograph, self.engine, self.amg, pixel_size_source=src, out_dir=self.frames_dir, stem=stem,
+        params = self.amg
+        if self.policy is not None:
+            # The frame's own parameters, in the tiling chosen on the first frame.
+            params = self.policy.propose(micrograph).params.replace(tile_shape=self.amg.tile_shape, halo=self.amg.halo)
+        res = segment_one(micrograph, self.engine, params, pixel_size_source=src, out_dir=self.frames_dir, stem=stem,
                           overlay=self.config.overlay, tiling=self._tiling_line)
         latency = time.perf_counter() - t0
-        check = self.monitor.check(res.masks, micrograph, self.amg) if self.monitor is not None else None
-        self._log_frame(_frame_record(path, stem=stem, latency=latency, res=res, src=src, check=check, names=() if self.monitor is None else self.monitor.names))
+        check = self.monitor.check(res.masks, micrograph, params) if self.monitor is not None else None
+        rec = _frame_record(path, stem=stem, latency=latency, res=res, src=src, check=check, names=() if self.monitor is None else self.monitor.names)
+        if self.policy is not None:
+            rec["params"] = params.to_dict()
+        self._log_frame(rec)
         self.watcher.forget(name)
         self.processed.append(name)
         self.latencies.append(latency)
@@ -351,7 +407,8 @@ class _StreamRun:
                 "time": time.time(),
                 "directory": str(self.directory),
                 "params": self.amg.to_dict(),
-                "model": str(cfg.model) if isinstance(cfg.model, (str, Path)) else type(cfg.model).__name__,
+                "model": str(self.model) if isinstance(self.model, (str, Path)) else type(self.model).__name__,
+                "policy": None if self.policy is None else str(self.policy.path),
                 "already_done": self.already,
                 "drift": None if monitor is None else {"rewards": list(monitor.names), "level_source": monitor.level_source, "tolerance": cfg.drift_tol},
                 "drift_off_reason": None if monitor is not None else ("--no-drift" if not cfg.drift else "no task given (--task) and none recorded in the params file"),

@@ -177,12 +177,13 @@ def test_prior_follows_recipe_knobs():
 
 def test_splits_frozen_and_disjoint():
     for task in TASKS:
-        tune, test, train = (set(split_seeds(task, s)) for s in ("tune", "test", "train"))
+        tune, test, train, pol = (set(split_seeds(task, s)) for s in ("tune", "test", "train", "policy"))
         assert split_seeds(task, "tune") == tuple(range(16))
         assert split_seeds(task, "test") == tuple(range(1000, 1016))
         assert not (tune & test) and not (tune & train) and not (test & train)
-        assert len(train) >= 10_000
-    assert set(SPLITS) == {"tune", "test", "train"}
+        assert not (pol & tune) and not (pol & test) and not (pol & train)
+        assert len(train) >= 10_000 and len(pol) >= 64
+    assert set(SPLITS) == {"tune", "test", "train", "policy"}
 
 
 def test_bad_task_names_valid_ones():

@@ -8,6 +8,9 @@ split     seeds                     use
 tune      0 .. 15 (16 images)       what tuners may look at (rewards, GT metrics while tuning)
 test      1000 .. 1015 (16 images)  held-out GT evaluation of tuned parameters; never tune on it
 train     100000 .. 199999          model training (samstar-tiny); disjoint from both above
+policy    200000 .. 200999          amortized-policy training pools (``samstar train-policy``);
+                                    disjoint from all three above, so a policy never trains on
+                                    an image the model was trained on or a tuner tuned on
 ========  ========================  =====================================================
 
 Changing a generator's output for a given seed changes every benchmark number, so do it only with a
@@ -33,6 +36,7 @@ SPLITS: dict[str, range] = {
     "tune": range(0, 16),
     "test": range(1000, 1016),
     "train": range(100_000, 200_000),
+    "policy": range(200_000, 201_000),
 }
 
 
@@ -87,7 +91,7 @@ def prior(task: str, **knobs: Any) -> PhysicsPrior:
 
 
 def split_seeds(task: str, split: str) -> tuple[int, ...]:
-    """The frozen seeds of ``split`` (``"tune"``, ``"test"`` or ``"train"``) for ``task``.
+    """The frozen seeds of ``split`` (``"tune"``, ``"test"``, ``"train"`` or ``"policy"``) for ``task``.
 
     Examples
     --------
