@@ -20,6 +20,7 @@ _LAZY = {
     "SamStarEnv": "samstar_env.env",
     "make_env_from_toml": "samstar_env.registration",
     "segment": "samstar_env.segmentation",
+    "load_policy": "samstar_env.policy.policy_file",
 }
 
 

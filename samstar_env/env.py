@@ -141,7 +141,8 @@ class SamStarEnv(gym.Env):
       drawn from the task's images at each reset.
     * ``contextual``: one evaluation per episode, on a new image drawn at each reset. An agent
       learns an amortized policy from image descriptors to parameters, usable per frame at deploy
-      time.
+      time (``samstar train-policy`` trains one on a warm pool of images,
+      :func:`samstar_env.policy.pool.policy_pool`).
 
     ## Action Space
 

@@ -165,6 +165,25 @@ def test_tuned_level_from_params_file(tmp_path, engine):
     assert rep.flagged == ("f0.tif",)  # the very first frame is judged against the recorded level
 
 
+def test_a_params_files_tuned_rewards_are_the_level_only_when_asked(tmp_path, engine):
+    # The tuned image's optimized rewards are biased high (they flagged 3 of 3 in-distribution frames):
+    # by default the level is the first frames' mean; --drift-level params opts into the file's.
+    params = tmp_path / "best_params.json"
+    params.write_text(json.dumps({"params": PARAMS.to_dict(), "rewards": {"coverage": 0.99}, "task": "perovskite"}))
+    src = tmp_path / "frames"
+    src.mkdir()
+    write_atomic(src, "f0.tif", _tiff_bytes(0))
+
+    def start_line(out, **kw):
+        run_stream(StreamConfig(src, params=params, model=engine, out_dir=out, settle_s=0.0, max_frames=1, **kw), echo=None)
+        return next(json.loads(x) for x in (out / LOG_NAME).read_text().splitlines() if '"start"' in x)
+
+    assert start_line(tmp_path / "a")["drift"]["level_source"] == "baseline"
+    assert start_line(tmp_path / "b", drift_level="params")["drift"]["level_source"] == "partly params-file"
+    with pytest.raises(Exception, match="drift_level must be one of"):
+        StreamConfig(src, drift_level="tuned")
+
+
 class ThresholdSuite:
     """Stub rewards that prefer lower thresholds, so some re-tuning candidates dominate."""
 

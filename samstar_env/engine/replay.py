@@ -17,7 +17,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from segment_anything.utils.amg import (
-    batched_mask_to_box,
     remove_small_regions,
     uncrop_boxes_xyxy,
     uncrop_points,
@@ -123,11 +122,31 @@ def region_result(props: CropProposals, i: int, min_area: int, image_shape: tupl
         # An unchanged mask keeps its box (batched_mask_to_box gives zeros for an empty one).
         res = RegionResult(changed=False, box=box_img if region.any() else np.zeros(4, np.int64), data=np.zeros(0, np.uint8))
     else:
-        sub = batched_mask_to_box(torch.as_tensor(region).unsqueeze(0))[0].numpy().astype(np.int64)
+        sub = _mask_box(region)
         res = RegionResult(True, sub + np.tile(origin, 2), *encode_mask(region[sub[1] : sub[3] + 1, sub[0] : sub[2] + 1]))
     with props.lock:
         props.regions.setdefault(min_area, {})[i] = res
     return res
+
+
+def _mask_box(mask: np.ndarray) -> np.ndarray:
+    """``batched_mask_to_box`` of one 2-D mask (xyxy, inclusive; zeros when empty), in numpy.
+
+    A torch call per mask cost 10-13 ms under a busy CPU (its thread pool synchronizes on each small
+    op; measured in an RL training process beside other work), numpy about 20 µs; the tests compare
+    both on random masks.
+
+    Examples
+    --------
+    >>> m = np.zeros((5, 6), bool); m[1:3, 2:5] = True
+    >>> _mask_box(m).tolist(), _mask_box(np.zeros((3, 3), bool)).tolist()
+    ([2, 1, 4, 2], [0, 0, 0, 0])
+    """
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return np.zeros(4, np.int64)
+    cols = np.flatnonzero(mask.any(axis=0))
+    return np.array([cols[0], rows[0], cols[-1], rows[-1]], np.int64)
 
 
 def small_regions_in_box(

@@ -44,7 +44,7 @@ from samstar_env.policy.policy_file import (
     algo_class,
     space_to_dict,
 )
-from samstar_env.policy.pool import POOL_TEST, POOL_TRAIN, policy_pool
+from samstar_env.policy.pool import POOL_TEST, POOL_TRAIN, is_task_file, policy_pool
 from samstar_env.task import Task
 
 _CKPT = re.compile(r"policy_(\d+)_steps\.zip$")
@@ -252,10 +252,6 @@ def train_policy(config: PolicyTrainConfig, *, pool: Task | None = None, resume:
         Progress lines.
     """
     import torch
-    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
-    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
-
-    from samstar_env.rewards import REWARDS_VERSION
 
     out = Path(config.out)
     pool = pool if pool is not None else policy_pool(config.task, n_train=config.n_train, n_test=config.n_test,
@@ -274,6 +270,24 @@ def train_policy(config: PolicyTrainConfig, *, pool: Task | None = None, resume:
         log(f"samstar train-policy: pool of {len(pool.images)} training + {len(pool.test_images)} held-out images warm "
             f"({rep.decoded} decoded, {rep.already_cached} cached) in {warm_s:.1f} s")
     torch.manual_seed(config.seed)
+    # The networks are small MLPs/CNNs and every env step is a cached replay: one torch thread per
+    # process avoids the thread pool's synchronization on each small op, which cost more than the op.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train(config, pool, ckpt=ckpt, resume=resume, engine=engine, warm_s=warm_s, log=log)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(config: PolicyTrainConfig, pool: Task, *, ckpt: tuple[Path, int] | None, resume: bool, engine: Any,
+           warm_s: float, log: Callable[[str], None]) -> PolicyReport:
+    from stable_baselines3.common.callbacks import BaseCallback, CallbackList, CheckpointCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecMonitor
+
+    from samstar_env.rewards import REWARDS_VERSION
+
+    out = Path(config.out)
     make = _env_factory(pool, config, engine if config.workers == 1 else None)
     venv = (DummyVecEnv([make]) if config.workers == 1 else
             SubprocVecEnv([make] * config.workers, start_method="fork" if os.name == "posix" else "spawn"))
@@ -294,8 +308,10 @@ def train_policy(config: PolicyTrainConfig, *, pool: Task | None = None, resume:
             log("samstar train-policy: no checkpoint yet; starting from step 0")
         policy_name = "MultiInputPolicy" if config.obs_mode == "thumbnail" else "MlpPolicy"
         model = cls(policy_name, venv, seed=config.seed, device="cpu", verbose=0, tensorboard_log=tb, **kw)
+    # A task file is recorded by its absolute path: the drift monitor rebuilds the rewards from it.
+    task = str(Path(config.task).resolve()) if is_task_file(config.task) else config.task
     info = PolicyInfo(
-        task=config.task, algo=config.algo, obs_mode=config.obs_mode, thumbnail_size=config.thumbnail_size,
+        task=task, algo=config.algo, obs_mode=config.obs_mode, thumbnail_size=config.thumbnail_size,
         space=pool.space, reward_names=tuple(pool.rewards.names), rewards_version=REWARDS_VERSION,
         weights=config.weights, prior=pool.prior, seed=config.seed, steps=0,
         model=str(pool.model) if isinstance(pool.model, (str, Path)) else None,
@@ -319,11 +335,15 @@ def train_policy(config: PolicyTrainConfig, *, pool: Task | None = None, resume:
                 if f1s:
                     self.logger.record("held_out/f1", float(np.mean(f1s)))
                 self.logger.record("held_out/masks", float(np.mean([r.n_masks for r in res])))
+                rate = (self.num_timesteps - start_steps) / max(time.perf_counter() - t0, 1e-9)
+                log(f"samstar train-policy: step {self.num_timesteps}: held-out scalar reward {np.mean([r.scalar for r in res]):.3f}"
+                    + (f", F1@0.5 {np.mean(f1s):.3f}" if f1s else "") + f" ({rate:.0f} steps/s)")
             return True
 
     saver = CheckpointCallback(save_freq=max(1, config.checkpoint_every // config.workers), save_path=str(out / "checkpoints"),
                                name_prefix="policy", save_replay_buffer=config.algo == "sac")
-    remaining = config.steps - int(model.num_timesteps)
+    start_steps = int(model.num_timesteps)
+    remaining = config.steps - start_steps
     t0 = time.perf_counter()
     try:
         if remaining > 0:

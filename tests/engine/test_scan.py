@@ -226,3 +226,17 @@ def test_micrograph_memo_never_serves_another_image(structured_sam):
         assert len(got) == len(ref) and np.array_equal(got.masks, ref.masks)
         del im
         gc.collect()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_mask_box_equals_segment_anythings(seed):
+    from segment_anything.utils.amg import batched_mask_to_box
+
+    from samstar_env.engine.replay import _mask_box
+
+    rng = np.random.default_rng(seed)
+    for _ in range(25):
+        h, w = (int(v) for v in rng.integers(1, 40, size=2))
+        mask = rng.random((h, w)) < rng.choice([0.0, 0.01, 0.2, 0.9])
+        ref = batched_mask_to_box(torch.as_tensor(mask).unsqueeze(0))[0].numpy()
+        assert _mask_box(mask).tolist() == ref.tolist()
