@@ -83,6 +83,9 @@ class Args:
     """also measure the drift monitor's false-alarm and detection rates"""
     seed: int = 0
     """seed of the random draws and of NSGA-II"""
+    throughput: int = 0
+    """instead of the tables: train this many steps on the first task's warm pool with 1 and with 2
+    env worker processes, side by side, and print steps per second and their ratio"""
     quick: bool = False
     """perovskite only, small pools and budgets: checks the script in minutes"""
     json_out: str = ""
@@ -226,9 +229,33 @@ def _fmt_s(v: float | None) -> str:
     return "n/a" if v is None else f"{v:.2f}"
 
 
+def throughput(task: str, args: Args) -> int:
+    """Training steps per second with 1 and 2 env worker processes (fresh runs, same seed)."""
+    import tempfile
+
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for workers in (1, 2):
+            cfg = PolicyTrainConfig(task=task, out=f"{tmp}/w{workers}", algo=args.algo, steps=args.throughput, obs_mode=args.obs,
+                                    n_train=args.n_train, n_test=args.n_test, size=args.size, seed=args.seed, workers=workers,
+                                    checkpoint_every=10 * args.throughput)
+            t0 = time.perf_counter()
+            rep = train_policy(cfg, log=lambda _line: None)
+            rates[workers] = rep.steps / rep.seconds
+            print(f"[{task}] workers {workers}: {rep.steps} steps in {rep.seconds:.0f} s ({rates[workers]:.1f} steps/s; "
+                  f"{time.perf_counter() - t0:.0f} s with warm check and held-out evaluation)", flush=True)
+    print("\n| task | steps | workers 1 (steps/s) | workers 2 (steps/s) | ratio | 20k steps with 2 workers |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    print(f"| {task} | {args.throughput} | {rates[1]:.1f} | {rates[2]:.1f} | {rates[2] / rates[1]:.2f} | "
+          f"{20_000 / rates[2] / 60:.1f} min |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    if args.throughput > 0:
+        return throughput(tasks[0], args)
     engine = shared_engine("samstar-tiny")
     cold_model = load_sam("samstar-tiny")
     results = []
