@@ -282,3 +282,14 @@ def test_stream_tiles_large_frames_and_says_so_once(tmp_path, engine):
     rep = run_stream(StreamConfig(src, params=PARAMS, model=engine, out_dir=tmp_path / "o2", settle_s=0.0, max_frames=1,
                                   drift=False, tile_shape=0), echo=None)
     assert rep.params.tile_shape == 0
+
+
+def test_without_params_or_model_the_default_models_recommended_point_is_used(tmp_path):
+    from samstar_env.models.registry import recommended_params
+
+    src = tmp_path / "frames"
+    src.mkdir()
+    run_stream(StreamConfig(src, out_dir=tmp_path / "o", idle_timeout_s=0.0, drift=False), echo=None)
+    start = next(json.loads(x) for x in (tmp_path / "o" / LOG_NAME).read_text().splitlines() if '"start"' in x)
+    assert start["model"] == "samstar-tiny" and start["policy"] is None
+    assert start["params"] == recommended_params("samstar-tiny")[0].to_dict()

@@ -122,12 +122,14 @@ class DriftMonitor:
         self.level_source = "retune"
 
 
-def make_monitor(task: str, *, tuned_level: Mapping[str, float] | None = None, baseline_frames: int = 5, tolerance: float = 0.1) -> DriftMonitor:
+def make_monitor(task: str, *, tuned_level: Mapping[str, float] | None = None, baseline_frames: int = 5, tolerance: float = 0.1,
+                 level_source: str | None = None) -> DriftMonitor:
     """A drift monitor with the task's reward preset and prior."""
     from samstar_env.data.synthetic import prior
     from samstar_env.rewards import preset
 
-    return DriftMonitor(preset(task), prior(task), tuned_level=tuned_level, baseline_frames=baseline_frames, tolerance=tolerance)
+    return DriftMonitor(preset(task), prior(task), tuned_level=tuned_level, baseline_frames=baseline_frames, tolerance=tolerance,
+                        level_source=level_source)
 
 
 def read_params_file(path: str | Path) -> tuple[AmgParams, dict[str, float], str | None]:

@@ -226,17 +226,19 @@ def _drift_monitor(config: StreamConfig, given: DriftMonitor | None, *, task: st
     if source == "params" and not tuned_level:
         raise InputError("stream: drift_level 'params' needs a params file that records its rewards")
     level = tuned_level if source == "params" else None
+    if source == "policy":
+        held = policy.info.held_out or {}
+        if not held.get("rewards"):
+            raise InputError(f"stream: {policy.path} records no held-out level (it had no held-out images); use drift_level 'frames'")
+        level = dict(held["rewards"])
     if policy is not None and config.task is None:
         from samstar_env.policy.policy_file import policy_suite
 
-        held = policy.info.held_out or {}
-        if source == "policy" and not held.get("rewards"):
-            raise InputError(f"stream: {policy.path} records no held-out level (it had no held-out images); use drift_level 'frames'")
-        level = dict(held["rewards"]) if source == "policy" else level
         return DriftMonitor(policy_suite(policy.info), policy.info.prior, tuned_level=level,
                             baseline_frames=config.baseline_frames, tolerance=config.drift_tol, level_source=source)
     if task is not None:
-        return make_monitor(task, tuned_level=level, baseline_frames=config.baseline_frames, tolerance=config.drift_tol)
+        return make_monitor(task, tuned_level=level, baseline_frames=config.baseline_frames, tolerance=config.drift_tol,
+                            level_source="params-file" if source == "params" else source)
     return None
 
 
@@ -268,7 +270,7 @@ class _StreamRun:
             self.policy = load_policy(config.policy)
             self.amg, tuned_level, file_task = self.policy.space.base, {}, None
         else:
-            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model)
+            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model or DEFAULT_MODEL)
         self.out = config.out
         self.frames_dir = self.out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
