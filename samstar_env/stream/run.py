@@ -474,5 +474,5 @@ def _frame_line(name: str, res: Any, latency: float, check: DriftCheck | None) -
     if check is not None:
         line += f", rewards {check.seconds:.3f} s"
         if check.flagged:
-            line += f"  DRIFT: {', '.join(check.below)} below tuned level"
+            line += f"  DRIFT: {', '.join(check.below)} below the drift level"
     return line
