@@ -153,7 +153,7 @@ class PolicyReport:
         return float(np.mean([h.scalar for h in self.held_out])) if self.held_out else float("nan")
 
 
-def scalarize(suite: Any, vector: Sequence[float], weights: Sequence[float] | None) -> float:
+def scalarize(suite: Any, vector: Sequence[float] | np.ndarray, weights: Sequence[float] | None) -> float:
     """The run's scalar of a reward vector: the suite's weighting, or ``weights`` normalized to sum 1."""
     v = np.asarray(vector, dtype=np.float64)
     if weights is None:
@@ -289,9 +289,9 @@ def _train(config: PolicyTrainConfig, pool: Task, *, ckpt: tuple[Path, int] | No
 
     out = Path(config.out)
     make = _env_factory(pool, config, engine if config.workers == 1 else None)
-    venv = (DummyVecEnv([make]) if config.workers == 1 else
-            SubprocVecEnv([make] * config.workers, start_method="fork" if os.name == "posix" else "spawn"))
-    venv = VecMonitor(venv)
+    inner = (DummyVecEnv([make]) if config.workers == 1 else
+             SubprocVecEnv([make] * config.workers, start_method="fork" if os.name == "posix" else "spawn"))
+    venv = VecMonitor(inner)
     cls = algo_class(config.algo)
     kw = {**_algo_defaults(config.algo, config.obs_mode, config.workers), **dict(config.algo_kwargs)}
     tb = str(out / "tb")
