@@ -445,7 +445,9 @@ def resolve_task(spec: str, *, images: int | None = None, size: int = 512, model
                         size=size, model=model)
         return t.replace(images=(*t.images, *t.test_images), test_images=())
 
-    if spec.endswith(".toml") or Path(spec).is_file():
+    from samstar_env.task_file import is_task_file
+
+    if is_task_file(spec):
         from samstar_env.task_file import task_from_toml
 
         task, _ = task_from_toml(spec)

@@ -536,11 +536,16 @@ def segment(
 
 
 def _run_cli(args: argparse.Namespace) -> int:
+    policy = None
     if args.policy is None:
         print(f"parameters: {choose_params(args.params, model=args.model or DEFAULT_MODEL)[1]}", file=sys.stderr)
+    else:
+        from samstar_env.policy.policy_file import load_policy
+
+        policy = load_policy(args.policy)  # once: segment() takes it as it is, and its names label the lines
     results = segment(
         args.images,
-        policy=args.policy,
+        policy=policy,
         params=args.params,
         model=args.model,
         pixel_size_nm=args.pixel_size_nm,
@@ -555,21 +560,15 @@ def _run_cli(args: argparse.Namespace) -> int:
     for r in results:
         s = r.summary
         chosen = ""
-        if args.policy is not None and r.params is not None:
+        if policy is not None and r.params is not None:
             picked = r.params.to_dict()
-            chosen = " [policy: " + ", ".join(f"{n}={_short(picked[n])}" for n in _policy_names(args.policy)) + "]"
+            chosen = " [policy: " + ", ".join(f"{n}={_short(picked[n])}" for n in policy.space.names) + "]"
         print(
             f"{r.name}: {s.count} particles, median diameter {s.median_diameter:.3g} {s.unit} "
             f"(pixel size: {r.pixel_size_source}), segment {r.timings_s['segment']:.2f} s{chosen}"
         )
     print(f"wrote {len(results)} image(s) to {args.out}", file=sys.stderr)
     return 0
-
-
-def _policy_names(policy: str) -> tuple[str, ...]:
-    from samstar_env.policy.policy_file import read_info
-
-    return read_info(policy).space.names
 
 
 def _short(v: Any) -> str:

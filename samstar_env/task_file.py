@@ -56,6 +56,17 @@ ENV_OPTIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+def is_task_file(spec: str) -> bool:
+    """Whether ``spec`` names a task file (a ``.toml`` name or an existing file) rather than a registered task.
+
+    Examples
+    --------
+    >>> is_task_file("perovskite"), is_task_file("my_task.toml")
+    (False, True)
+    """
+    return spec.endswith(".toml") or Path(spec).is_file()
+
+
 def check_env_options(options: Mapping[str, Any], where: str) -> None:
     """Raise ``TypeError`` naming ``where`` when ``options`` holds a key that is not a SamStarEnv option.
 

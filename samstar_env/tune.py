@@ -137,7 +137,9 @@ def resolve_task(cfg: TuneConfig) -> Task:
     from samstar_env.task import make_task
 
     spec = cfg.task
-    if spec.endswith(".toml") or Path(spec).is_file():
+    from samstar_env.task_file import is_task_file
+
+    if is_task_file(spec):
         from samstar_env.task_file import task_from_toml
 
         task, _env_options = task_from_toml(spec)

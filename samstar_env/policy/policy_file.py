@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -153,8 +153,6 @@ class PolicyInfo:
 
     def with_(self, **changes: Any) -> PolicyInfo:
         """A copy with some fields changed."""
-        from dataclasses import replace
-
         return replace(self, **changes)
 
 
@@ -311,8 +309,9 @@ def policy_suite(info: PolicyInfo) -> Any:
     Raises :class:`InputError` when the task no longer gives the recorded rewards (a changed task file).
     """
     from samstar_env.rewards import preset
+    from samstar_env.task_file import is_task_file
 
-    if info.task.endswith(".toml") or Path(info.task).is_file():
+    if is_task_file(info.task):
         from samstar_env.task_file import task_from_toml
 
         suite = task_from_toml(info.task)[0].rewards

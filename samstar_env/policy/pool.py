@@ -9,23 +9,18 @@ the first ``n_test`` seeds of its ``test`` split as the held-out images, on the 
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.errors import InputError
 from samstar_env.params import ParamSpace
 from samstar_env.task import Task
+from samstar_env.task_file import is_task_file
 
 POOL_TRAIN = 64
 """Training images of a registered task's pool (seeds of the ``policy`` split)."""
 POOL_TEST = 16
 """Held-out images of a registered task's pool (the whole ``test`` split)."""
-
-
-def is_task_file(spec: str) -> bool:
-    """Whether ``spec`` names a task file rather than a registered task."""
-    return spec.endswith(".toml") or Path(spec).is_file()
 
 
 def policy_pool(

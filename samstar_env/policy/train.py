@@ -44,8 +44,9 @@ from samstar_env.policy.policy_file import (
     algo_class,
     space_to_dict,
 )
-from samstar_env.policy.pool import POOL_TEST, POOL_TRAIN, is_task_file, policy_pool
+from samstar_env.policy.pool import POOL_TEST, POOL_TRAIN, policy_pool
 from samstar_env.task import Task
+from samstar_env.task_file import is_task_file
 
 _CKPT = re.compile(r"policy_(\d+)_steps\.zip$")
 
@@ -183,10 +184,10 @@ def evaluate_policy(policy: AmortizedPolicy, pool: Task, *, weights: Sequence[fl
     return tuple(out)
 
 
-def _algo_defaults(algo: str, obs_mode: str, workers: int) -> dict[str, Any]:
-    # One-step episodes make this a contextual bandit: no bootstrapping to learn (gamma is moot),
-    # so short PPO rollouts and many small updates learn fastest per evaluation; measured with
-    # benchmarks/scripts/amortized.py.
+def _algo_defaults(algo: str, workers: int) -> dict[str, Any]:
+    # One-step episodes make this a contextual bandit: no bootstrapping to learn (gamma 0), so PPO
+    # updates after rollouts of 256 steps in all (SB3's 2048 would give 10 updates in 20k steps).
+    # Chosen by that reasoning, not tuned; algo_kwargs override any of them.
     if algo == "ppo":
         n_steps = max(8, 256 // workers)
         return {"n_steps": n_steps, "batch_size": 64, "n_epochs": 10, "gamma": 0.0, "gae_lambda": 1.0, "learning_rate": 3e-4}
@@ -293,7 +294,7 @@ def _train(config: PolicyTrainConfig, pool: Task, *, ckpt: tuple[Path, int] | No
              SubprocVecEnv([make] * config.workers, start_method="fork" if os.name == "posix" else "spawn"))
     venv = VecMonitor(inner)
     cls = algo_class(config.algo)
-    kw = {**_algo_defaults(config.algo, config.obs_mode, config.workers), **dict(config.algo_kwargs)}
+    kw = {**_algo_defaults(config.algo, config.workers), **dict(config.algo_kwargs)}
     tb = str(out / "tb")
     if ckpt is not None:
         path, done = ckpt
