@@ -192,7 +192,13 @@ class AmgParams:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> AmgParams:
-        """Inverse of :meth:`to_dict`; unknown keys raise an error naming them."""
+        """Inverse of :meth:`to_dict`; unknown keys raise an error naming them.
+
+        ``AmgParams.from_dict`` of a dict holding a SAM 2 field (``mask_threshold``, ``use_m2m``,
+        ``multimask_output``) returns a :class:`Sam2AmgParams`.
+        """
+        if cls is AmgParams and set(data) & set(SAM2_FIELDS):
+            cls = Sam2AmgParams  # a SAM 2 parameter file (its three fields of its own name it)
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
@@ -225,6 +231,72 @@ class AmgParams:
         return cls.from_dict(data)
 
 
+# SAM2AutomaticMaskGenerator's arguments that SamAutomaticMaskGenerator lacks.
+SAM2_FIELDS = ("mask_threshold", "use_m2m", "multimask_output")
+
+
+@dataclass(frozen=True)
+class Sam2AmgParams(AmgParams):
+    """The 16 hyperparameters of ``sam2.automatic_mask_generator.SAM2AutomaticMaskGenerator``, with SAM 2's defaults.
+
+    SAM 1's 13 (:class:`AmgParams`, with SAM 2's default ``pred_iou_thresh`` of 0.8) and three of
+    SAM 2's own. A subclass, so everything that takes ``AmgParams`` takes these; the engine runs a SAM 2
+    model with either (plain ``AmgParams`` leave the three at their defaults, as
+    ``SAM2AutomaticMaskGenerator(model, **AmgParams(...).to_kwargs())`` would).
+
+    Parameters
+    ----------
+    mask_threshold : float in [-20, 20]
+        Logit at which masks are binarized (and around which stability is measured). 0 in SAM 1,
+        where it is the model's and not tunable.
+    use_m2m : bool
+        Refine every proposal once more, feeding the decoder its own low-resolution mask as a prompt
+        ("mask to mask"); the refined mask and predicted IoU replace the first ones.
+    multimask_output : bool
+        Three masks per point (True) or the decoder's single mask (False; SAM 2 falls back to the
+        most stable of the three when the single one is unstable).
+    (others) :
+        As :class:`AmgParams`. ``min_mask_region_area`` acts differently in SAM 2: it fills holes and
+        removes islands up to that area in the 256² low-resolution logits, and only where sam2's CUDA
+        extension is built; without it SAM 2's generator (and the engine) ignores it.
+
+    Examples
+    --------
+    >>> p = Sam2AmgParams(points_per_side=16, mask_threshold=-0.5)
+    >>> p.pred_iou_thresh, p.to_kwargs()["use_m2m"]
+    (0.8, False)
+    >>> type(AmgParams.from_dict(p.to_dict())).__name__
+    'Sam2AmgParams'
+    """
+
+    pred_iou_thresh: float = 0.8
+    mask_threshold: float = 0.0
+    use_m2m: bool = False
+    multimask_output: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        thr = float(self.mask_threshold)
+        _in("mask_threshold", thr, -20.0, 20.0)
+        object.__setattr__(self, "mask_threshold", thr)
+        for name in ("use_m2m", "multimask_output"):
+            value = getattr(self, name)
+            if not isinstance(value, (bool, np.bool_)):
+                raise TypeError(f"Sam2AmgParams.{name}={value!r} must be a bool (true or false)")
+            object.__setattr__(self, name, bool(value))
+
+    @classmethod
+    def from_sam1(cls, params: AmgParams) -> Sam2AmgParams:
+        """``params`` as SAM 2's generator reads them: the same 13 values, SAM 2's three at their defaults.
+
+        >>> Sam2AmgParams.from_sam1(AmgParams(pred_iou_thresh=0.5)).pred_iou_thresh
+        0.5
+        """
+        if isinstance(params, Sam2AmgParams):
+            return params
+        return cls.from_dict(params.to_dict())
+
+
 Kind = Literal["float", "int", "log", "grid"]
 
 
@@ -252,8 +324,8 @@ class Dimension:
     choices: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.name not in {f.name for f in fields(AmgParams)}:
-            raise InputError(f"Dimension {self.name!r} is not an AmgParams field")
+        if self.name not in {f.name for f in fields(Sam2AmgParams)}:
+            raise InputError(f"Dimension {self.name!r} is not an AmgParams (or Sam2AmgParams) field")
         if self.kind not in ("float", "int", "log", "grid"):
             raise InputError(f"Dimension {self.name!r}: kind must be float, int, log or grid, got {self.kind!r}")
         if self.kind == "grid":
@@ -353,6 +425,17 @@ TILING_DIMENSIONS: tuple[Dimension, ...] = (
 )
 
 
+# SAM 2's own dimensions, added to a space by :meth:`ParamSpace.for_backbone` ("sam2"). The mask
+# threshold is a grid so that the engine binarizes each decode at every grid value in one pass over
+# the logits; use_m2m and multimask_output each select another decode of the same grid.
+SAM2_DIMENSIONS: tuple[Dimension, ...] = (
+    Dimension("mask_threshold", "grid", choices=(-1.0, -0.5, 0.0, 0.5, 1.0)),
+    Dimension("use_m2m", "grid", choices=(False, True)),
+    Dimension("multimask_output", "grid", choices=(False, True)),
+)
+BACKBONES = ("sam1", "sam2")
+
+
 @dataclass(frozen=True)
 class ParamSpace:
     """Which AMG parameters are tuned and how ``[-1, 1]^d`` maps onto them.
@@ -384,6 +467,10 @@ class ParamSpace:
         for bad in ("points_per_batch", "point_grids", "output_mode"):
             if bad in names:
                 raise InputError(f"ParamSpace: {bad} is not a tunable parameter")
+        sam2_only = sorted(set(names) & set(SAM2_FIELDS))
+        if sam2_only and not isinstance(self.base, Sam2AmgParams):
+            raise InputError(f"ParamSpace: {sam2_only} are SAM 2's parameters; the base must be Sam2AmgParams "
+                             "(ParamSpace.for_backbone('sam2'))")
 
     @classmethod
     def default(cls, **base_overrides: Any) -> ParamSpace:
@@ -411,11 +498,38 @@ class ParamSpace:
     def subset(cls, names: Sequence[str], *, base: AmgParams | None = None) -> ParamSpace:
         """The default space restricted to ``names`` (others fixed at ``base``); ``tile_shape`` and
         ``halo`` (:data:`TILING_DIMENSIONS`) may be named too."""
-        by_name = {d.name: d for d in (*DEFAULT_DIMENSIONS, *TILING_DIMENSIONS)}
+        by_name = {d.name: d for d in (*DEFAULT_DIMENSIONS, *TILING_DIMENSIONS, *SAM2_DIMENSIONS)}
         missing = [n for n in names if n not in by_name]
         if missing:
             raise InputError(f"ParamSpace.subset: unknown dimension(s) {missing}; expected some of {list(by_name)}")
-        return cls(dimensions=tuple(by_name[n] for n in names), base=base or AmgParams())
+        base = base or AmgParams()
+        if set(names) & set(SAM2_FIELDS):
+            base = Sam2AmgParams.from_sam1(base)
+        return cls(dimensions=tuple(by_name[n] for n in names), base=base)
+
+    @property
+    def backbone(self) -> str:
+        """``"sam2"`` when the space holds :class:`Sam2AmgParams`, else ``"sam1"``."""
+        return "sam2" if isinstance(self.base, Sam2AmgParams) else "sam1"
+
+    def for_backbone(self, backbone: str) -> ParamSpace:
+        """This space for a backbone: ``"sam2"`` adds SAM 2's own dimensions (:data:`SAM2_DIMENSIONS`)
+        and makes the base :class:`Sam2AmgParams` (same values); ``"sam1"`` returns a SAM 1 space as is.
+
+        Examples
+        --------
+        >>> s = ParamSpace.env_default().for_backbone("sam2")
+        >>> s.backbone, s.names[-3:]
+        ('sam2', ('mask_threshold', 'use_m2m', 'multimask_output'))
+        """
+        if backbone not in BACKBONES:
+            raise InputError(f"backbone={backbone!r}; expected one of {BACKBONES}")
+        if backbone == "sam1":
+            if self.backbone == "sam2":
+                raise InputError("a SAM 2 space (Sam2AmgParams) cannot run on a SAM 1 backbone")
+            return self
+        extra = tuple(d for d in SAM2_DIMENSIONS if d.name not in self.names)
+        return ParamSpace(dimensions=(*self.dimensions, *extra), base=Sam2AmgParams.from_sam1(self.base))
 
     def with_tiling(self, tile_shape: int, halo: int) -> ParamSpace:
         """This space with its fixed parameters tiled (``tile_shape`` 0: untiled); tuned tiling
@@ -447,13 +561,14 @@ class ParamSpace:
 
     def with_values(self, values: Mapping[str, Any]) -> AmgParams:
         """``base`` with ``values`` set, repaired as :meth:`decode` repairs (so every combination is feasible)."""
-        merged = {**{f.name: getattr(self.base, f.name) for f in fields(AmgParams)}, **values}
+        cls = type(self.base)
+        merged = {**{f.name: getattr(self.base, f.name) for f in fields(cls)}, **values}
         pps, layers = merged["points_per_side"], merged["crop_n_layers"]
         while pps is not None and merged["crop_n_points_downscale_factor"] > 1 and pps // (merged["crop_n_points_downscale_factor"] ** layers) < 1:
             merged["crop_n_points_downscale_factor"] //= 2
         if merged["tile_shape"] and merged["halo"] > merged["tile_shape"]:
             merged["halo"] = merged["tile_shape"]  # a tuned halo never exceeds a tuned tile
-        return AmgParams(**merged)
+        return cls(**merged)
 
     def encode(self, params: AmgParams) -> np.ndarray:
         """Map parameters to ``[-1, 1]^dim`` (float32); ``decode(encode(p))`` returns ``p``'s tuned values

@@ -55,10 +55,12 @@ from samstar_env.engine.proposals import (
     embed_crop,
 )
 from samstar_env.engine.replay import assemble, postprocess, select
+from samstar_env.engine.sam2_proposals import Sam2Embedding, decode_crop_sam2, embed_crop_sam2
 from samstar_env.engine.tiles import Tile, stitch, tile_grid
-from samstar_env.errors import MaskBudgetExceeded
+from samstar_env.errors import InputError, MaskBudgetExceeded
 from samstar_env.models.registry import model_fingerprint
-from samstar_env.params import DEFAULT_DIMENSIONS, AmgParams
+from samstar_env.models.sam2_models import hole_filling_available, is_sam2_model
+from samstar_env.params import DEFAULT_DIMENSIONS, SAM2_DIMENSIONS, AmgParams, Sam2AmgParams
 
 
 def _default_cache_bytes() -> int:
@@ -75,6 +77,10 @@ DEFAULT_CACHE_BYTES = _default_cache_bytes()
 # The ParamSpace grid of stability_score_offset: a tuner on the default space never triggers a re-decode.
 DEFAULT_STABILITY_OFFSETS: tuple[float, ...] = tuple(
     float(v) for d in DEFAULT_DIMENSIONS if d.name == "stability_score_offset" for v in d.choices
+)
+# SAM 2: the ParamSpace grid of mask_threshold, binarized from every decode in the same pass.
+DEFAULT_MASK_THRESHOLDS: tuple[float, ...] = tuple(
+    float(v) for d in SAM2_DIMENSIONS if d.name == "mask_threshold" for v in d.choices
 )
 _log = logging.getLogger("samstar_env.engine")
 
@@ -161,6 +167,9 @@ class MaskEngine:
         Offsets whose stability scores are computed with every decode (default: the ParamSpace
         grid 0.5, 1.0, 1.5, 2.0), all from one pass over the logits. A requested offset outside
         them costs one more decode, once.
+    mask_thresholds : iterable of float, optional
+        SAM 2 only: the ``mask_threshold`` values every decode is binarized at (default: the
+        ParamSpace grid -1, -0.5, 0, 0.5, 1), from the same logits. Another value costs a decode.
     logit_bytes : int
         Bound on the full-resolution logits held at once while decoding
         (:data:`~samstar_env.engine.proposals.DEFAULT_SUBBATCH_BYTES`). The decoder still runs on
@@ -185,13 +194,17 @@ class MaskEngine:
         cache_dir: str | Path | None = None,
         stability_offsets: Iterable[float] | None = None,
         logit_bytes: int = DEFAULT_SUBBATCH_BYTES,
+        mask_thresholds: Iterable[float] | None = None,
     ) -> None:
         if int(logit_bytes) < 1:
             raise ValueError(f"MaskEngine.logit_bytes must be a positive number of bytes, got {logit_bytes}")
         self.logit_bytes = int(logit_bytes)
         self.model = model
+        # SAM 2 (sam2's SAM2Base) or SAM 1 (segment_anything's Sam): which AMG this engine reproduces.
+        self.backbone = "sam2" if is_sam2_model(model) else "sam1"
         self.fingerprint = model_fingerprint(model)
         self.stability_offsets = tuple(sorted({float(o) for o in (stability_offsets or DEFAULT_STABILITY_OFFSETS)}))
+        self.mask_thresholds = tuple(sorted({float(t) for t in (mask_thresholds or DEFAULT_MASK_THRESHOLDS)}))
         self.memory = LruCache(max_bytes=cache_bytes)
         self.disk = DiskCache(cache_dir) if cache_dir is not None else None
         self._locks = KeyedLocks()
@@ -292,7 +305,9 @@ class MaskEngine:
         sa_version = getattr(segment_anything, "__version__", "1.0")
         # Re-checked per call (cheap unless the weights changed), so entries never outlive the weights.
         self.fingerprint = model_fingerprint(self.model)
-        ident = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
+        ident: tuple[str, ...] = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
+        if self.backbone == "sam2":
+            ident = (*ident, f"sam2={_sam2_version()}")
         return ident, image_key
 
     @staticmethod
@@ -315,10 +330,12 @@ class MaskEngine:
         return "|".join([f"samstar-engine/{DISK_FORMAT_VERSION}", kind, *ident, image_key, *map(str, parts)])
 
     # ------------------------------------------------------------------ stages
-    def _embedding(self, image: np.ndarray, scope: tuple[tuple[str, ...], str], crop_box: list[int]) -> CropEmbedding:
+    def _embedding(self, image: np.ndarray, scope: tuple[tuple[str, ...], str], crop_box: list[int]) -> Any:
         key = self._key("embedding", scope, tuple(crop_box))
 
-        def compute() -> tuple[CropEmbedding, int]:
+        def compute() -> tuple[Any, int]:
+            if self.backbone == "sam2":
+                return self._sam2_embedding(image, key, crop_box)
             if self.disk is not None:
                 arrays = self.disk.load(key)
                 if arrays is not None:
@@ -343,10 +360,26 @@ class MaskEngine:
             self._count("embedding_hits")
         return emb
 
-    def _proposal_key(self, scope: tuple[tuple[str, ...], str], crop_box: list[int], grid: np.ndarray, points_per_batch: int) -> str:
+    def _sam2_embedding(self, image: np.ndarray, key: str, crop_box: list[int]) -> tuple[Sam2Embedding, int]:
+        if self.disk is not None:
+            arrays = self.disk.load(key)
+            if arrays is not None:
+                self._count("disk_hits")
+                emb = Sam2Embedding.from_arrays(arrays, next(self.model.parameters()).device)
+                return emb, emb.nbytes
+        self._count("embedding_misses")
+        with self._timed("embed"), self._model_lock:
+            emb = embed_crop_sam2(self.model, image, crop_box)
+        if self.disk is not None:
+            self.disk.save(key, emb.to_arrays())
+        return emb, emb.nbytes
+
+    def _proposal_key(self, scope: tuple[tuple[str, ...], str], crop_box: list[int], grid: np.ndarray, points_per_batch: int,
+                      variant: Sam2Variant | None = None) -> str:
         grid = np.asarray(grid, dtype=np.float64)
         grid_key = hashlib.sha256(f"{grid.shape}".encode() + grid.tobytes()).hexdigest()[:32]
-        return self._key("proposals", scope, tuple(crop_box), grid_key, f"ppb={points_per_batch}")
+        extra = variant.key_parts() if variant is not None else ()
+        return self._key("proposals", scope, tuple(crop_box), grid_key, f"ppb={points_per_batch}", *extra)
 
     def _proposals(
         self,
@@ -356,10 +389,24 @@ class MaskEngine:
         grid: np.ndarray,
         points_per_batch: int,
         offset: float,
+        variant: Sam2Variant | None = None,
     ) -> CropProposals:
         grid = np.asarray(grid, dtype=np.float64)
-        key = self._proposal_key(scope, crop_box, grid, points_per_batch)
+        key = self._proposal_key(scope, crop_box, grid, points_per_batch, variant)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
+
+        def decode(offsets: tuple[float, ...], thresholds: tuple[float, ...] = ()) -> dict[float, CropProposals]:
+            # SAM 1: one result; SAM 2: one per mask threshold asked for (the variant's first).
+            emb = self._embedding(image, scope, crop_box)
+            if variant is None:
+                return {0.0: decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
+                                         points_per_batch=points_per_batch, offsets=offsets, max_bytes=self.logit_bytes)}
+            return decode_crop_sam2(self.model, emb, crop_box=crop_box, orig_size=orig_size, grid=grid,
+                                    points_per_batch=points_per_batch, multimask=variant.multimask, use_m2m=variant.use_m2m,
+                                    mask_thresholds=(variant.mask_threshold, *thresholds), offsets=offsets,
+                                    min_area=variant.min_area, max_bytes=self.logit_bytes)
+
+        own = 0.0 if variant is None else variant.mask_threshold
 
         def compute() -> tuple[CropProposals, int]:
             if self.disk is not None:
@@ -368,18 +415,28 @@ class MaskEngine:
                     self._count("disk_hits")
                     props = CropProposals.from_arrays(arrays)
                     return props, props.nbytes
-            emb = self._embedding(image, scope, crop_box)
+            self._embedding(image, scope, crop_box)
             self._count("proposal_misses")
-            unit = DecodeUnit(tuple(crop_box), 0, grid)
+            unit = DecodeUnit(tuple(crop_box), 0, grid, variant=variant)
             _log.info("decoding %d prompts on crop %s%s", unit.n_points, tuple(crop_box), _about(self.expected_decode_seconds([unit])))
+            # SAM 2: the other mask thresholds of the grid come from the same logits, kept for later calls.
+            others = () if variant is None else tuple(
+                t for t in self.mask_thresholds
+                if t != own and not self._is_cached_key(self._proposal_key(scope, crop_box, grid, points_per_batch,
+                                                                           variant.with_threshold(t))))
             t0 = time.perf_counter()
             with self._timed("decode"), self._model_lock:
-                props = decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
-                                    points_per_batch=points_per_batch,
-                                    offsets=(*self.stability_offsets, offset), max_bytes=self.logit_bytes)
+                out = decode((*self.stability_offsets, offset), others)
             with self._stats_lock:
                 self._work += self._work_of(unit)
                 self._work_seconds += time.perf_counter() - t0
+            for t in others:
+                assert variant is not None
+                other_key = self._proposal_key(scope, crop_box, grid, points_per_batch, variant.with_threshold(t))
+                self.memory.put(other_key, out[t], nbytes=out[t].nbytes)
+                if self.disk is not None:
+                    self.disk.save(other_key, out[t].to_arrays())
+            props = out[own]
             if self.disk is not None:
                 self.disk.save(key, props.to_arrays())
             return props, props.nbytes
@@ -391,47 +448,70 @@ class MaskEngine:
         if offset not in props.stability:
             with self._locks(key + "|stability"):
                 if offset not in props.stability:
-                    emb = self._embedding(image, scope, crop_box)
                     self._count("stability_recomputes")
-                    with self._timed("stability"), self._model_lock:
-                        props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
-                                                             points_per_batch=points_per_batch, offsets=[offset],
-                                                             max_bytes=self.logit_bytes))
+                    with self._timed("stability"):
+                        if variant is None:
+                            emb = self._embedding(image, scope, crop_box)
+                            with self._model_lock:
+                                props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
+                                                                     points_per_batch=points_per_batch, offsets=[offset],
+                                                                     max_bytes=self.logit_bytes))
+                        else:
+                            with self._model_lock:
+                                props.add_stability({offset: decode((offset,))[own].stability[offset]})
                     if self.disk is not None:
                         self.disk.save(key, props.to_arrays())
                     self.memory.put(key, props, nbytes=props.nbytes)
         return props
 
+    def _is_cached_key(self, key: str) -> bool:
+        return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
+
+    def _as_params(self, params: AmgParams | None) -> AmgParams:
+        """``params`` as this engine's AMG reads them (SAM 2: SAM 1's 13 with SAM 2's three at their defaults)."""
+        if params is None:
+            return Sam2AmgParams() if self.backbone == "sam2" else AmgParams()
+        if self.backbone == "sam2":
+            return Sam2AmgParams.from_sam1(params)
+        if isinstance(params, Sam2AmgParams):
+            raise InputError("Sam2AmgParams (mask_threshold, use_m2m, multimask_output) need a SAM 2 model; this engine "
+                             "runs a SAM 1 model (segment_anything): pass AmgParams, or load a SAM 2 checkpoint")
+        return params
+
     # ------------------------------------------------------------------ public
     def proposals(self, image: Any, params: AmgParams) -> list[CropProposals]:
         """The cached proposals of every crop ``params`` uses (decoding what is missing), in AMG's crop
         order (tile after tile when ``params`` tiles the image)."""
+        params = self._as_params(params)
         rgb, fp = self._prepared(image)
         scope = self._scope(fp)
         return [self._proposals(self._tile_pixels(rgb, u.tile), self._tile_scope(scope, u.tile), list(u.crop_box), u.grid,
-                                params.points_per_batch, params.stability_score_offset)
+                                params.points_per_batch, params.stability_score_offset, u.variant)
                 for u in decode_units(rgb.shape[:2], params)]
 
     def _crop_proposals(self, rgb: np.ndarray, scope: tuple[tuple[str, ...], str], params: AmgParams) -> list[CropProposals]:
         # The crops of one (untiled) image, or of one tile's pixels with the tile's scope.
-        return [self._proposals(rgb, scope, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset)
+        return [self._proposals(rgb, scope, list(u.crop_box), u.grid, params.points_per_batch, params.stability_score_offset,
+                                u.variant)
                 for u in _crop_units(rgb.shape[:2], params, None)]
 
     def missing_units(self, image: Any, params: AmgParams) -> list[DecodeUnit]:
         """The crops and grids of ``params`` on ``image`` that a ``generate`` call would decode now."""
+        params = self._as_params(params)
         rgb, fp = self._prepared(image)
         scope = self._scope(fp)
         return [u for u in decode_units(rgb.shape[:2], params) if not self._is_cached(scope, u, params.points_per_batch)]
 
     def _is_cached(self, scope: tuple[tuple[str, ...], str], unit: DecodeUnit, points_per_batch: int) -> bool:
-        key = self._proposal_key(self._tile_scope(scope, unit.tile), list(unit.crop_box), unit.grid, points_per_batch)
-        return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
+        key = self._proposal_key(self._tile_scope(scope, unit.tile), list(unit.crop_box), unit.grid, points_per_batch, unit.variant)
+        return self._is_cached_key(key)
 
     def _work_of(self, unit: DecodeUnit) -> float:
         # Decoder work per prompt is about that of upsampling img_size² pixels (measured with
         # samstar-tiny at 512²), then upsampling and scanning grow with the crop's pixels.
-        side = int(self.model.image_encoder.img_size)
-        return float(unit.n_points) * (unit.pixels + side * side)
+        side = input_side(self.model)
+        passes = 1 if unit.variant is None else unit.variant.decoder_passes
+        return float(unit.n_points) * passes * (unit.pixels + side * side)
 
     def expected_decode_seconds(self, units: Iterable[DecodeUnit]) -> float | None:
         """Seconds ``units`` should take to decode, from this engine's own decodes so far (None before the first)."""
@@ -452,7 +532,7 @@ class MaskEngine:
         misses = self.stats.proposal_misses
         rgb, fp = self._prepared(image)
         self._proposals(self._tile_pixels(rgb, unit.tile), self._tile_scope(self._scope(fp), unit.tile), list(unit.crop_box),
-                        unit.grid, points_per_batch, self.stability_offsets[0])
+                        unit.grid, points_per_batch, self.stability_offsets[0], unit.variant)
         return self.stats.proposal_misses > misses
 
     @torch.no_grad()
@@ -479,7 +559,7 @@ class MaskEngine:
             on its own (cached per tile) and the masks are stitched by the rule of
             :mod:`samstar_env.engine.tiles`; a tile covering the image is the untiled call.
         """
-        params = params if params is not None else AmgParams()
+        params = self._as_params(params)
         self._count("calls")
         rgb, fp = self._prepared(image)
         scope = self._scope(fp)
@@ -513,7 +593,8 @@ class MaskEngine:
         if max_masks is not None and n_selected > max_masks:
             raise MaskBudgetExceeded(n_selected, max_masks)
         changed = None
-        if params.min_mask_region_area > 0:
+        # SAM 2's generator never runs SAM 1's small-region post-processing (its min area acts in the decode).
+        if params.min_mask_region_area > 0 and self.backbone == "sam1":
             with self._timed("postprocess"):
                 sel, changed = postprocess(crops, sel, params, shape)
             # The region memo grew: re-account the entries' sizes in the LRU bound.
@@ -547,12 +628,15 @@ class DecodeUnit:
     tile : (x0, y0, x1, y1) or None
         The padded tile (image pixels) the crop lies in, ``crop_box`` being relative to it; None
         when the image is not tiled.
+    variant : Sam2Variant or None
+        SAM 2: the parameters that change the decode itself (None for SAM 1).
     """
 
     crop_box: tuple[int, int, int, int]
     layer: int
     grid: np.ndarray
     tile: tuple[int, int, int, int] | None = None
+    variant: Sam2Variant | None = None
 
     @property
     def n_points(self) -> int:
@@ -568,7 +652,7 @@ class DecodeUnit:
     @property
     def identity(self) -> tuple[Any, ...]:
         """Hashable identity (crop box and grid), for de-duplicating units across parameter sets."""
-        return (self.tile, self.crop_box, self.grid.shape, self.grid.tobytes())
+        return (self.tile, self.crop_box, self.grid.shape, self.grid.tobytes(), self.variant)
 
 
 def decode_units(image_shape: tuple[int, int], params: AmgParams) -> list[DecodeUnit]:
@@ -584,7 +668,8 @@ def _crop_units(shape: tuple[int, int], params: AmgParams, tile: tuple[int, int,
     # AMG's crops and grids on one image (or one tile, whose pixels it is given as an image).
     crop_boxes, layer_idxs = generate_crop_boxes(tuple(shape[:2]), params.crop_n_layers, params.crop_overlap_ratio)
     grids = _point_grids(params)
-    return [DecodeUnit(tuple(int(v) for v in box), int(layer), np.asarray(grids[layer], np.float64), tile)
+    variant = Sam2Variant.of(params) if isinstance(params, Sam2AmgParams) else None
+    return [DecodeUnit(tuple(int(v) for v in box), int(layer), np.asarray(grids[layer], np.float64), tile, variant)
             for box, layer in zip(crop_boxes, layer_idxs, strict=True)]
 
 
@@ -593,3 +678,53 @@ def _point_grids(params: AmgParams) -> list[np.ndarray]:
     if params.point_grids is not None:
         return [np.asarray(g, dtype=np.float64) for g in params.point_grids]
     return build_all_layer_point_grids(params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor)
+
+
+@dataclass(frozen=True)
+class Sam2Variant:
+    """The SAM 2 parameters that change a decode's result, part of its cache key.
+
+    ``multimask_output`` and ``use_m2m`` change the decoder's outputs; ``mask_threshold`` where the
+    logits are binarized (one decode gives every threshold of the grid, see
+    :mod:`samstar_env.engine.sam2_proposals`); ``min_mask_region_area`` the logits themselves, but only
+    where sam2's CUDA extension exists (else SAM 2 ignores it, and so does the key).
+    """
+
+    multimask: bool
+    use_m2m: bool
+    mask_threshold: float
+    min_area: int
+
+    @classmethod
+    def of(cls, params: Sam2AmgParams) -> Sam2Variant:
+        """The variant ``params`` decode with."""
+        return cls(multimask=params.multimask_output, use_m2m=params.use_m2m, mask_threshold=float(params.mask_threshold),
+                   min_area=params.min_mask_region_area if hole_filling_available() else 0)
+
+    def with_threshold(self, t: float) -> Sam2Variant:
+        """The same decode binarized at ``t``."""
+        return Sam2Variant(self.multimask, self.use_m2m, float(t), self.min_area)
+
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder runs per prompt point (m2m refines each of its masks once more)."""
+        return 1 + ((3 if self.multimask else 1) if self.use_m2m else 0)
+
+    def key_parts(self) -> tuple[str, ...]:
+        """Strings for the cache key."""
+        return (f"sam2-mm={int(self.multimask)}", f"m2m={int(self.use_m2m)}", f"mt={self.mask_threshold!r}", f"holes={self.min_area}")
+
+
+def input_side(model: Any) -> int:
+    """The side of a model's square input: SAM 1's ``image_encoder.img_size``, SAM 2's ``image_size``."""
+    side = getattr(getattr(model, "image_encoder", None), "img_size", None)
+    return int(side if side is not None else model.image_size)
+
+
+def _sam2_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sam2")
+    except PackageNotFoundError:  # pragma: no cover - an uninstalled checkout on sys.path
+        return "unknown"

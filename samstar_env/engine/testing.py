@@ -66,3 +66,46 @@ def structure_random_sam(model: Sam, image: np.ndarray, *, gain: float = 5000.0,
         mlp.layers[-1].bias[0] = -shift / e0
     model.eval()
     return model
+
+
+@torch.no_grad()
+def structure_random_sam2(model: torch.nn.Module, image: np.ndarray, *, gain: float = 5000.0,
+                          foreground_percentile: float = 85.0) -> torch.nn.Module:
+    """:func:`structure_random_sam` for a random-weight SAM 2 (``sam2``'s SAM2Base): a modified deep copy.
+
+    The same three changes on SAM 2's mask decoder: constant transposed-convolution kernels, a steep
+    hypernetwork output offset through a constant channel (SAM 2 adds the high-resolution features
+    after each transposed convolution, so that channel of ``conv_s0`` is zeroed too), and a spread IoU head.
+    """
+    from sam2.sam2_image_predictor import SAM2ImagePredictor
+
+    from samstar_env.models.sam2_models import feature_sizes
+
+    model = copy.deepcopy(model)
+    md = model.sam_mask_decoder
+    for i in (0, 3):
+        w = md.output_upscaling[i].weight
+        w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w))
+    for mlp in md.output_hypernetworks_mlps:
+        mlp.layers[-1].weight.mul_(gain)
+        mlp.layers[-1].bias.mul_(gain)
+    md.iou_prediction_head.layers[-1].weight.mul_(5.0)
+    md.iou_prediction_head.layers[-1].bias.add_(0.5)
+    pred = SAM2ImagePredictor(model)
+    pred._bb_feat_sizes = feature_sizes(model)
+    pred.set_image(image)
+    h, w = image.shape[:2]
+    pts = np.array([[[0.25 * w, 0.3 * h]], [[0.6 * w, 0.6 * h]], [[0.1 * w, 0.9 * h]]])
+    logits, _, _ = pred.predict(point_coords=pts, point_labels=np.ones((3, 1)), multimask_output=True, return_logits=True)
+    shift = float(np.percentile(np.asarray(logits), foreground_percentile))
+    up = md.output_upscaling[3]
+    up.weight[:, 0] = 0.0
+    up.bias[0] = 1.0
+    md.conv_s0.weight[0] = 0.0
+    md.conv_s0.bias[0] = 0.0
+    e0 = float(torch.nn.functional.gelu(torch.tensor(1.0)))
+    for mlp in md.output_hypernetworks_mlps:
+        mlp.layers[-1].weight[0] = 0.0
+        mlp.layers[-1].bias[0] = -shift / e0
+    model.eval()
+    return model

@@ -10,7 +10,10 @@ Accepted checkpoints:
   ``{"format": "samstar-sam/1", "config": TinySamConfig.to_dict(), "model": state_dict}``, read and
   rebuilt by :mod:`samstar_env.models.checkpoint` (which also writes them);
 - registered names (:func:`register_model`, :func:`list_models`), e.g. ``"samstar-tiny"``, whose
-  sha256 is checked at load.
+  sha256 is checked at load;
+- SAM 2 / 2.1 checkpoints (Hiera tiny, small, base+, large), by path, with the ``sam2`` extra: the
+  configuration is read off the state dict, or checked against ``model_type="hiera_t"`` etc.
+  (:mod:`samstar_env.models.sam2_models`); the result is a ``sam2`` ``SAM2Base``.
 
 Nothing is ever downloaded: this workplace has no model hub, so a missing file is an error that says
 where the weights were expected.
@@ -42,6 +45,12 @@ from samstar_env.models.checkpoint import (
     model_from_checkpoint,
     read_checkpoint,
     unwrap_state_dict,
+)
+from samstar_env.models.sam2_models import (
+    SAM2_SIZES,
+    is_sam2_state_dict,
+    load_sam2_state_dict,
+    parse_sam2_config,
 )
 from samstar_env.params import AmgParams
 
@@ -274,15 +283,16 @@ def load_sam(name_or_path: str | os.PathLike[str], model_type: str | None = None
     ----------
     name_or_path : str or path
         A name from :func:`list_models` or a checkpoint file (see the module docstring).
-    model_type : {"vit_h", "vit_l", "vit_b"}, optional
+    model_type : {"vit_h", "vit_l", "vit_b"} or a SAM 2 config, optional
         Checked against the state dict when given; inferred when not. Ignored for samstar-format
-        checkpoints, which carry their own configuration.
+        checkpoints, which carry their own configuration. SAM 2 configs: ``hiera_t``, ``hiera_s``,
+        ``hiera_b+``, ``hiera_l``, optionally prefixed ``sam2.1_`` or ``sam2_``.
     device : str or torch.device
         ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda:0"``...
 
     Returns
     -------
-    segment_anything.modeling.Sam
+    segment_anything.modeling.Sam or sam2.modeling.sam2_base.SAM2Base
         In eval mode, on ``device``.
 
     Raises
@@ -293,8 +303,14 @@ def load_sam(name_or_path: str | os.PathLike[str], model_type: str | None = None
         Not a checkpoint, not a SAM state dict, a sha256 mismatch, or a state dict that does not
         match ``model_type`` (the message says what the state dict looks like).
     """
+    sam2_config = None
     if model_type is not None and model_type not in MODEL_TYPES:
-        raise ValueError(f"load_sam: model_type must be one of {sorted(MODEL_TYPES)} or None, got {model_type!r}")
+        try:
+            parse_sam2_config(model_type)
+        except InputError:
+            raise InputError(f"load_sam: model_type must be one of {sorted(MODEL_TYPES)}, a SAM 2 config "
+                             f"({', '.join(SAM2_SIZES)}) or None, got {model_type!r}") from None
+        sam2_config, model_type = model_type, None
     path, info = _resolve_name(name_or_path)
     if info is not None:
         expected = info.expected_sha256()
@@ -312,6 +328,14 @@ def load_sam(name_or_path: str | os.PathLike[str], model_type: str | None = None
         if isinstance(obj, Mapping) and "format" in obj and obj["format"] != SAMSTAR_FORMAT:
             raise InputError(f"{path}: unknown checkpoint format {obj['format']!r}; expected {SAMSTAR_FORMAT!r} or a SAM state dict")
         sd = unwrap_state_dict(obj, path)
+        if is_sam2_state_dict(sd):
+            if model_type is not None:
+                raise InputError(f"{path}: model_type={model_type!r} but the file is a SAM 2 checkpoint; pass a SAM 2 "
+                                 f"config ({', '.join(SAM2_SIZES)}) or none")
+            return load_sam2_state_dict(sd, path, config=sam2_config, device=resolve_device(device))
+        if sam2_config is not None:
+            raise InputError(f"{path}: model_type={sam2_config!r} is a SAM 2 config but the file is not a SAM 2 checkpoint "
+                             "(no 'image_encoder.trunk' keys)")
         width, depth = describe_state_dict(sd)
         if width is None:
             raise InputError(f"{path}: not a SAM state dict (no 'image_encoder.pos_embed'; first keys: {list(sd)[:3]})")
@@ -390,6 +414,8 @@ def model_fingerprint(model: torch.nn.Module, *, refresh: bool = False) -> str:
         h.update(f"|{attr}={getattr(model, attr, None)}".encode())
     enc = getattr(model, "image_encoder", None)
     h.update(f"|img_size={getattr(enc, 'img_size', None)}".encode())
+    if hasattr(model, "image_size"):  # SAM 2's input size (SAM 1 fingerprints stay as they were)
+        h.update(f"|image_size={model.image_size}".encode())
     # Hyperparameters that shape the computation without showing in the weights' shapes.
     for name, module in model.named_modules():
         for attr in ("num_heads", "window_size", "downsample_rate"):
