@@ -38,6 +38,10 @@ from samstar_env.params import ENV_DIMENSIONS, ParamSpace
 # The parameters that decide what is decoded (the tiles too: each tile is decoded on its own).
 DECODE_DIMENSIONS = ("points_per_side", "crop_n_layers", "crop_overlap_ratio", "crop_n_points_downscale_factor",
                      "tile_shape", "halo")
+# SAM 2's: each value of these is a decode of its own. (Every mask_threshold of the grid comes from
+# one decode; min_mask_region_area changes SAM 2's decode only where its CUDA extension is built, and
+# is then listed too.)
+SAM2_DECODE_DIMENSIONS = ("multimask_output", "use_m2m")
 
 
 @dataclass(frozen=True)
@@ -117,7 +121,12 @@ def plan_warm(images: Sequence[Any], space: ParamSpace) -> WarmPlan:
     >>> len(plan.jobs), plan.points
     (2, 80)
     """
-    value_lists = [_values(space, n) for n in DECODE_DIMENSIONS]
+    names = DECODE_DIMENSIONS
+    if space.backbone == "sam2":
+        from samstar_env.models.sam2_models import hole_filling_available
+
+        names += SAM2_DECODE_DIMENSIONS + (("min_mask_region_area",) if hole_filling_available() else ())
+    value_lists = [_values(space, n) for n in names]
     combos = list(itertools.product(*value_lists))
     jobs: list[WarmJob] = []
     for i, im in enumerate(images):
@@ -125,7 +134,7 @@ def plan_warm(images: Sequence[Any], space: ParamSpace) -> WarmPlan:
         seen: set[Any] = set()
         units: list[DecodeUnit] = []
         for combo in combos:
-            params = space.with_values(dict(zip(DECODE_DIMENSIONS, combo, strict=True)))
+            params = space.with_values(dict(zip(names, combo, strict=True)))
             for u in decode_units(shape, params):
                 if u.identity not in seen:
                     seen.add(u.identity)
@@ -474,13 +483,15 @@ def _space_of(task: Any, text: str | None) -> ParamSpace:
 def _run_warm(args: argparse.Namespace) -> int:
     from samstar_env.engine.tiles import model_input_size
     from samstar_env.problem import shared_engine
-    from samstar_env.task import tile_task
+    from samstar_env.task import adapt_to_backbone, tile_task
 
     task = resolve_task(args.task, images=args.images, size=args.size, model=args.model, pool=args.pool,
                         test_images=args.test_images)
     _cache_folder(None)  # a clear error on an unusable folder before the model (and its engine) loads
     # The tiles `samstar tune` would use on these images, so what is warmed is what tuning reads.
-    task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model)), tile_shape=args.tile_shape, halo=args.halo)
+    engine = shared_engine(task.model)
+    task = adapt_to_backbone(task, engine.backbone)
+    task, line = tile_task(task, input_size=model_input_size(engine), tile_shape=args.tile_shape, halo=args.halo)
     if line != "no tiles" and not args.no_progress:
         print(f"samstar cache warm: {line}")
     report = warm(task, space=_space_of(task, args.space), executor=args.executor, scheduler=args.scheduler,

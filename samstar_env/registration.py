@@ -57,6 +57,7 @@ def make_synthetic_env(
     n_images: int | None = None,
     space: Any = None,
     rewards: Any = None,
+    backbone: str | None = None,
     **env_options: Any,
 ) -> Any:
     """Entry point of the synthetic ids: a :class:`SamStarEnv` on a task's frozen ``tune`` split.
@@ -78,6 +79,10 @@ def make_synthetic_env(
         ``samstar cache warm`` decodes ahead).
     rewards : RewardSuite or list of names/callables, optional
         Default: the task's preset.
+    backbone : {"sam1", "sam2"}, optional
+        ``"sam2"`` for a SAM 2 checkpoint: the action space gains SAM 2's ``mask_threshold``,
+        ``use_m2m`` and ``multimask_output`` (:meth:`ParamSpace.for_backbone`). Default: the
+        in-memory model's, else SAM 1.
     **env_options
         :class:`SamStarEnv` options (``mode``, ``budget``, ``obs_mode``, ...).
     """
@@ -97,6 +102,7 @@ def make_synthetic_env(
         model=DEFAULT_MODEL if model is None else model,
         space=space,
         rewards=rewards,
+        backbone=backbone,
     )
     return SamStarEnv(t, **env_options)
 
@@ -111,6 +117,7 @@ def make_custom_env(
     modality: str = "unknown",
     space: Any = None,
     name: str = "custom",
+    backbone: str | None = None,
     **env_options: Any,
 ) -> Any:
     """Entry point of ``samstar/Custom-v3``: a :class:`SamStarEnv` on the user's images.
@@ -134,6 +141,8 @@ def make_custom_env(
         Search space (default: ``ParamSpace.env_default()``).
     name : str
         Task name (logs and results).
+    backbone : {"sam1", "sam2"}, optional
+        As for the synthetic ids.
     **env_options
         :class:`SamStarEnv` options.
     """
@@ -142,7 +151,7 @@ def make_custom_env(
     check_env_options(env_options, CUSTOM_ID)
     task = build_custom_task(
         images=images, prior=prior, rewards=rewards, model=model, pixel_size_nm=pixel_size_nm,
-        modality=modality, space=space, name=name, where=CUSTOM_ID,
+        modality=modality, space=space, name=name, where=CUSTOM_ID, backbone=backbone,
     )  # fmt: skip
     return SamStarEnv(task, **env_options)
 

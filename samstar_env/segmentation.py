@@ -60,7 +60,7 @@ from samstar_env.engine.maskset import MaskSet
 from samstar_env.engine.tiles import add_tiling_arguments, choose_tiling, model_input_size
 from samstar_env.errors import InputError, MissingFileError
 from samstar_env.models.registry import recommended_params
-from samstar_env.params import AmgParams
+from samstar_env.params import AmgParams, Sam2AmgParams
 from samstar_env.particles import (
     ParticleSummary,
     ParticleTable,
@@ -137,12 +137,13 @@ def resolve_params(params: AmgParams | str | Path | Mapping[str, Any] | None) ->
     raise TypeError(f"params must be AmgParams, a JSON path or a mapping, got {type(params).__name__}")
 
 
-def choose_params(params: AmgParams | str | Path | Mapping[str, Any] | None, *, model: Any) -> tuple[AmgParams, str]:
+def choose_params(params: AmgParams | str | Path | Mapping[str, Any] | None, *, model: Any,
+                  backbone: str = "sam1") -> tuple[AmgParams, str]:
     """The parameters a run uses and where they come from (for the log and the summary).
 
     Given parameters win; with none, a registered model's recommended operating point (the
     registry's, e.g. samstar-tiny's label-free tuned point), else SAM's defaults (what SAM's own
-    checkpoints are meant to be used with).
+    checkpoints are meant to be used with; SAM 2's for ``backbone="sam2"``).
 
     Examples
     --------
@@ -153,7 +154,7 @@ def choose_params(params: AmgParams | str | Path | Mapping[str, Any] | None, *, 
     """
     if params is not None:
         return resolve_params(params), f"parameter file {params}" if isinstance(params, (str, Path)) else "given parameters"
-    return recommended_params(model if isinstance(model, (str, Path)) else None)
+    return recommended_params(model if isinstance(model, (str, Path)) else None, backbone=backbone)
 
 
 class DirectAmg:
@@ -175,17 +176,28 @@ class DirectAmg:
         self.model = model
 
     def generate(self, image: Any, params: AmgParams | None = None) -> MaskSet:
-        """The masks of ``SamAutomaticMaskGenerator(model, **params.to_kwargs()).generate(image)``."""
+        """The masks of ``SamAutomaticMaskGenerator(model, **params.to_kwargs()).generate(image)``
+        (``SAM2AutomaticMaskGenerator`` for a SAM 2 model)."""
         from segment_anything import SamAutomaticMaskGenerator
 
         from samstar_env.engine.image_input import to_sam_image
+        from samstar_env.models.sam2_models import feature_sizes, is_sam2_model
 
-        p = (params or AmgParams()).replace(output_mode="binary_mask")
+        sam2 = is_sam2_model(self.model)
+        p = params or (Sam2AmgParams() if sam2 else AmgParams())
+        p = (Sam2AmgParams.from_sam1(p) if sam2 else p).replace(output_mode="binary_mask")
         rgb = to_sam_image(image)
         if p.tiled and p.tile_shape < max(rgb.shape[:2]):
             raise InputError(f"DirectAmg runs SamAutomaticMaskGenerator itself, which has no tiles (tile_shape="
                              f"{p.tile_shape} on a {rgb.shape[0]} x {rgb.shape[1]} image); use a MaskEngine for tiles")
-        records = SamAutomaticMaskGenerator(self.model, **p.to_kwargs()).generate(rgb)
+        if sam2:
+            from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+            gen = SAM2AutomaticMaskGenerator(self.model, **p.to_kwargs())
+            gen.predictor._bb_feat_sizes = feature_sizes(self.model)  # fixed at 1024 px's in sam2 1.1
+            records = gen.generate(rgb)
+        else:
+            records = SamAutomaticMaskGenerator(self.model, **p.to_kwargs()).generate(rgb)
         return maskset_from_records(records, (int(rgb.shape[0]), int(rgb.shape[1])))
 
 
@@ -222,7 +234,7 @@ def resolve_engine(model: Any, *, device: str = "auto") -> Segmenter[MaskSet]:
 
     if hasattr(model, "generate") and not hasattr(model, "image_encoder"):
         return model
-    if hasattr(model, "image_encoder") and hasattr(model, "mask_decoder"):
+    if hasattr(model, "image_encoder") and (hasattr(model, "mask_decoder") or hasattr(model, "sam_mask_decoder")):
         return MaskEngine(model, cache_bytes=FRAME_CACHE_BYTES)
     if isinstance(model, (str, Path)):
         from samstar_env.models import load_sam
@@ -506,8 +518,9 @@ def segment(
         amg, source = pol.space.base, f"policy {pol.path} (per image)"
     else:
         model = DEFAULT_MODEL if model is None else model
-        amg, source = choose_params(params, model=model)
     engine = resolve_engine(model, device=device)
+    if pol is None:
+        amg, source = choose_params(params, model=model, backbone=getattr(engine, "backbone", "sam1"))
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -538,7 +551,9 @@ def segment(
 def _run_cli(args: argparse.Namespace) -> int:
     policy = None
     if args.policy is None:
-        print(f"parameters: {choose_params(args.params, model=args.model or DEFAULT_MODEL)[1]}", file=sys.stderr)
+        model = args.model or DEFAULT_MODEL
+        backbone = getattr(resolve_engine(model, device=args.device), "backbone", "sam1")  # loaded once per process
+        print(f"parameters: {choose_params(args.params, model=model, backbone=backbone)[1]}", file=sys.stderr)
     else:
         from samstar_env.policy.policy_file import load_policy
 

@@ -15,7 +15,7 @@ from typing import Any
 from samstar_env.data.micrograph import Micrograph, PhysicsPrior
 from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.errors import InputError
-from samstar_env.params import ParamSpace
+from samstar_env.params import SAM2_FIELDS, ParamSpace
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +73,7 @@ def make_task(
     model: str | Path = DEFAULT_MODEL,
     space: ParamSpace | None = None,
     rewards: Sequence[Any] | Any | None = None,
+    backbone: str | None = None,
 ) -> Task:
     """Build a registered synthetic task from its frozen ``tune`` and ``test`` seed splits.
 
@@ -92,6 +93,11 @@ def make_task(
         Search space (default: ``ParamSpace.default()``).
     rewards : RewardSuite, list of names/callables, optional
         Default: the task's preset (``samstar_env.rewards.preset(name)``).
+    backbone : {"sam1", "sam2"}, optional
+        ``"sam2"`` tunes SAM 2's generator: the space gains SAM 2's own dimensions
+        (:meth:`ParamSpace.for_backbone`) and ``model`` must be a SAM 2 checkpoint. Default: SAM 2 for an
+        in-memory SAM 2 model, else SAM 1 (a SAM 2 checkpoint given by path is recognized when it loads:
+        ``tune``, ``bench`` and ``cache warm`` then adapt the space, see :func:`adapt_to_backbone`).
     """
     from samstar_env.data.synthetic import TASKS, generate, prior, split_seeds
     from samstar_env.rewards import RewardSuite, preset
@@ -115,10 +121,46 @@ def make_task(
         images=tuple(generate(name, seed=s, size=size) for s in tune[:n_images]),
         prior=prior(name),
         rewards=suite,
-        space=space or ParamSpace.default(),
+        space=(space or ParamSpace.default()).for_backbone(resolve_backbone(backbone, model)),
         model=model,
         test_images=tuple(generate(name, seed=s, size=size) for s in test[:n_test_images]),
     )
+
+
+def resolve_backbone(backbone: str | None, model: Any) -> str:
+    """``"sam1"`` or ``"sam2"``: the one asked for (checked against the model where that is known), else
+    the in-memory model's, else SAM 1.
+
+    >>> resolve_backbone(None, "samstar-tiny")
+    'sam1'
+    """
+    from samstar_env.models.sam2_models import is_sam2_model
+    from samstar_env.params import BACKBONES
+
+    if backbone is None:
+        return "sam2" if is_sam2_model(model) else "sam1"
+    if backbone not in BACKBONES:
+        raise InputError(f"backbone={backbone!r}; expected one of {BACKBONES}")
+    if backbone == "sam2" and isinstance(model, (str, Path)) and str(model) == DEFAULT_MODEL:
+        raise InputError(f"backbone 'sam2' needs a SAM 2 checkpoint (model=<path to sam2.1_hiera_*.pt>); "
+                         f"{DEFAULT_MODEL} is a SAM 1 model")
+    return backbone
+
+
+def adapt_to_backbone(task: Task, backbone: str) -> Task:
+    """The task with its space for ``backbone`` (the loaded model's: ``MaskEngine.backbone``).
+
+    On a SAM 2 model, a space that tunes none of SAM 2's own parameters gains them (all three); a SAM 2
+    space on a SAM 1 model is an error that says so.
+    """
+    if backbone == "sam2" and set(task.space.names) & set(SAM2_FIELDS):
+        return task  # SAM 2's dimensions chosen already (a task file's [space])
+    if backbone == "sam1" and task.space.backbone == "sam1":
+        return task
+    if backbone == "sam1":
+        raise InputError(f"task {task.name!r}: its space tunes SAM 2's parameters but {task.model!r} is a SAM 1 model; "
+                         "pass a SAM 2 checkpoint or drop backbone = 'sam2'")
+    return task.replace(space=task.space.for_backbone(backbone))
 
 
 def tile_task(task: Task, *, input_size: int | None, tile_shape: int | None = None, halo: int | None = None,

@@ -12,6 +12,7 @@ A task file::
     pixel_size_nm = 0.42             # optional: overrides the files' calibration
     modality = "haadf"               # optional
     model = "checkpoints/sam.pth"    # a path (relative to this file) or a registered name
+    backbone = "sam2"                # optional: "sam2" for a SAM 2 checkpoint (tunes its own parameters too)
     rewards = ["size_window", "shape_fidelity", "overlap_fidelity"]   # optional: "generic" preset
                                      # (or a preset name: "perovskite", "ito", "auco", "generic")
     tile_shape = 512                 # optional: tiles of 512 px (0: never tile; default: automatic
@@ -94,14 +95,16 @@ def build_custom_task(
     space: Any = None,
     name: str = "custom",
     where: str = "custom task",
+    backbone: str | None = None,
 ) -> Any:
     """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v3`` and task files).
 
-    ``where`` prefixes error messages (the env id or the task file).
+    ``where`` prefixes error messages (the env id or the task file); ``backbone`` is
+    :func:`~samstar_env.task.make_task`'s.
     """
     from samstar_env.data.micrograph import Micrograph, PhysicsPrior
     from samstar_env.params import ParamSpace
-    from samstar_env.task import Task
+    from samstar_env.task import Task, resolve_backbone
 
     if images is None:
         raise InputError(f"{where}: pass images= (a folder, a Micrograph or a list of Micrograph)")
@@ -132,7 +135,8 @@ def build_custom_task(
         images=imgs,
         prior=prior,
         rewards=_suite(rewards, where),
-        space=space if space is not None else ParamSpace.env_default(),
+        space=(space if space is not None else ParamSpace.env_default()).for_backbone(
+            resolve_backbone(backbone, DEFAULT_MODEL if model is None else model)),
         model=DEFAULT_MODEL if model is None else model,
     )
 
@@ -144,7 +148,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
     Relative paths (images, model) are resolved against the file's folder. Errors are
     :class:`TaskFileError` (or ``FileNotFoundError``) naming the file and the key.
     """
-    from samstar_env.params import AmgParams, ParamSpace
+    from samstar_env.params import ENV_DIMENSIONS, AmgParams, ParamSpace
 
     p = Path(path)
     if not p.is_file():
@@ -163,7 +167,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
     space_tbl = _table(doc, "space", p, required=False)
     env_tbl = _table(doc, "env", p, required=False)
 
-    known_task = {"name", "images", "pixel_size_nm", "modality", "model", "rewards", "tile_shape", "halo"}
+    known_task = {"name", "images", "pixel_size_nm", "modality", "model", "backbone", "rewards", "tile_shape", "halo"}
     _no_unknown(task_tbl, known_task, p, "task")
     images = _get(task_tbl, "images", str, p, "task", required=True)
     folder = (p.parent / images).resolve()
@@ -193,7 +197,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
         base_tbl = _get(space_tbl, "base", dict, p, "space") or {}
         try:
             base = AmgParams.from_dict(base_tbl)
-            space = ParamSpace.subset(dims, base=base) if dims is not None else ParamSpace.env_default(**base_tbl)
+            space = ParamSpace.subset(dims, base=base) if dims is not None else ParamSpace(ENV_DIMENSIONS, base=base)
         except (ValueError, TypeError) as exc:
             raise TaskFileError(f"{p}: [space]: {exc}") from None
 
@@ -225,6 +229,7 @@ def task_from_toml(path: str | Path) -> tuple[Any, dict[str, Any]]:
             space=space,
             name=_get(task_tbl, "name", str, p, "task") or p.stem,
             where=where,
+            backbone=_get(task_tbl, "backbone", str, p, "task"),
         )
     except TaskFileError:
         raise

@@ -156,10 +156,11 @@ def resolve_task(cfg: TuneConfig) -> Task:
         task = task.replace(space=ParamSpace(DEFAULT_DIMENSIONS, base=task.space.base))
     from samstar_env.engine.tiles import model_input_size
     from samstar_env.problem import shared_engine
-    from samstar_env.task import tile_task
+    from samstar_env.task import adapt_to_backbone, tile_task
 
-    task, line = tile_task(task, input_size=model_input_size(shared_engine(task.model, device=cfg.device)),
-                           tile_shape=cfg.tile_shape, halo=cfg.halo)
+    engine = shared_engine(task.model, device=cfg.device)
+    task = adapt_to_backbone(task, engine.backbone)  # a SAM 2 checkpoint tunes SAM 2's own parameters too
+    task, line = tile_task(task, input_size=model_input_size(engine), tile_shape=cfg.tile_shape, halo=cfg.halo)
     if cfg.progress and line != "no tiles":
         print(f"samstar tune: {line}")
     return task

@@ -347,7 +347,8 @@ def auto_tiling(image_shape: tuple[int, int], *, input_size: int) -> tuple[int, 
 def model_input_size(segmenter: object) -> int | None:
     """The input side of the SAM behind a segmenter (``MaskEngine`` or ``Sam``), or None when unknown."""
     model = getattr(segmenter, "model", segmenter)
-    size = getattr(getattr(model, "image_encoder", None), "img_size", None)
+    # SAM 1 keeps it on its image encoder, SAM 2 on the model.
+    size = getattr(getattr(model, "image_encoder", None), "img_size", None) or getattr(model, "image_size", None)
     return int(size) if size else None
 
 

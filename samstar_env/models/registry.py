@@ -48,11 +48,12 @@ from samstar_env.models.checkpoint import (
 )
 from samstar_env.models.sam2_models import (
     SAM2_SIZES,
+    is_sam2_model,
     is_sam2_state_dict,
     load_sam2_state_dict,
     parse_sam2_config,
 )
-from samstar_env.params import AmgParams
+from samstar_env.params import AmgParams, Sam2AmgParams
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -178,12 +179,13 @@ register_model(
 )
 
 
-def recommended_params(model: str | os.PathLike[str] | Any) -> tuple[AmgParams, str]:
+def recommended_params(model: str | os.PathLike[str] | Any, *, backbone: str = "sam1") -> tuple[AmgParams, str]:
     """The AMG parameters to use with ``model`` when the user gives none, and where they come from.
 
     A registered model (by name, or by the path of its weights) with an operating point gets that
     point; anything else (a SAM checkpoint, an in-memory model) gets SAM's defaults, which is what
-    SAM's own checkpoints were tuned for.
+    SAM's own checkpoints were tuned for: SAM 2's (:class:`~samstar_env.params.Sam2AmgParams`) for a
+    SAM 2 model (in memory, or ``backbone="sam2"`` for a path, whose file is not read here).
 
     Parameters
     ----------
@@ -210,6 +212,8 @@ def recommended_params(model: str | os.PathLike[str] | Any) -> tuple[AmgParams, 
             info = next((i for i in _REGISTRY.values() if i.path.resolve() == path), None)
     point = info.recommended_params() if info is not None else None
     if info is None or point is None:
+        if backbone == "sam2" or is_sam2_model(model):
+            return Sam2AmgParams(), "SAM 2's defaults"
         return AmgParams(), "SAM's defaults"
     return point, f"{info.name}'s recommended operating point ({info.operating_point_file().name})"
 

@@ -206,7 +206,8 @@ def _silent(_line: str) -> None:
     pass
 
 
-def _initial_params(params: AmgParams | str | Path | None, *, model: Any) -> tuple[AmgParams, dict[str, float], str | None]:
+def _initial_params(params: AmgParams | str | Path | None, *, model: Any,
+                    backbone: str = "sam1") -> tuple[AmgParams, dict[str, float], str | None]:
     """The parameters, the tuned level and the task a params file records (none for other forms).
 
     With no parameters: the model's recommended operating point, as ``samstar segment`` uses.
@@ -215,7 +216,14 @@ def _initial_params(params: AmgParams | str | Path | None, *, model: Any) -> tup
 
     if isinstance(params, (str, Path)):
         return read_params_file(params)
-    return choose_params(params, model=model)[0], {}, None
+    return choose_params(params, model=model, backbone=backbone)[0], {}, None
+
+
+def _backbone_of(model: Any, device: str) -> str:
+    # The engine (and its model) is made once per process for a name or path, so asking early is free.
+    from samstar_env.segmentation import resolve_engine
+
+    return str(getattr(resolve_engine(model, device=device), "backbone", "sam1"))
 
 
 def _drift_monitor(config: StreamConfig, given: DriftMonitor | None, *, task: str | None, tuned_level: dict[str, float],
@@ -270,7 +278,8 @@ class _StreamRun:
             self.policy = load_policy(config.policy)
             self.amg, tuned_level, file_task = self.policy.space.base, {}, None
         else:
-            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model or DEFAULT_MODEL)
+            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model or DEFAULT_MODEL,
+                                                               backbone=_backbone_of(config.model or DEFAULT_MODEL, config.device))
         self.out = config.out
         self.frames_dir = self.out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
