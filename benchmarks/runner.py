@@ -98,6 +98,11 @@ def build_problem(spec: RunSpec, *, gt_metrics: bool = False) -> Any:
         model=s.model,
         space=s.param_space(),
     )
+    from samstar_env.problem import shared_engine
+    from samstar_env.task import adapt_to_backbone
+
+    # A suite on a SAM 2 checkpoint tunes SAM 2's own parameters too (its space gains them).
+    task = adapt_to_backbone(task, shared_engine(s.model).backbone)
     if s.tile_shape != 0:
         # Automatic tiles need the model's input size, hence the model (the problem loads it anyway).
         from samstar_env.engine.tiles import model_input_size
