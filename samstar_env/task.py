@@ -121,15 +121,15 @@ def make_task(
         images=tuple(generate(name, seed=s, size=size) for s in tune[:n_images]),
         prior=prior(name),
         rewards=suite,
-        space=(space or ParamSpace.default()).for_backbone(resolve_backbone(backbone, model)),
+        space=(space or ParamSpace.default()).for_backbone(resolve_backbone(backbone, model, space)),
         model=model,
         test_images=tuple(generate(name, seed=s, size=size) for s in test[:n_test_images]),
     )
 
 
-def resolve_backbone(backbone: str | None, model: Any) -> str:
+def resolve_backbone(backbone: str | None, model: Any, space: ParamSpace | None = None) -> str:
     """``"sam1"`` or ``"sam2"``: the one asked for (checked against the model where that is known), else
-    the in-memory model's, else SAM 1.
+    the in-memory model's or the space's (a space of :class:`~samstar_env.params.Sam2AmgParams`), else SAM 1.
 
     >>> resolve_backbone(None, "samstar-tiny")
     'sam1'
@@ -138,7 +138,7 @@ def resolve_backbone(backbone: str | None, model: Any) -> str:
     from samstar_env.params import BACKBONES
 
     if backbone is None:
-        return "sam2" if is_sam2_model(model) else "sam1"
+        backbone = "sam2" if is_sam2_model(model) or (space is not None and space.backbone == "sam2") else "sam1"
     if backbone not in BACKBONES:
         raise InputError(f"backbone={backbone!r}; expected one of {BACKBONES}")
     if backbone == "sam2" and isinstance(model, (str, Path)) and str(model) == DEFAULT_MODEL:

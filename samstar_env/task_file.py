@@ -136,7 +136,7 @@ def build_custom_task(
         prior=prior,
         rewards=_suite(rewards, where),
         space=(space if space is not None else ParamSpace.env_default()).for_backbone(
-            resolve_backbone(backbone, DEFAULT_MODEL if model is None else model)),
+            resolve_backbone(backbone, DEFAULT_MODEL if model is None else model, space)),
         model=DEFAULT_MODEL if model is None else model,
     )
 

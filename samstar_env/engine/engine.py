@@ -392,6 +392,7 @@ class MaskEngine:
         variant: Sam2Variant | None = None,
     ) -> CropProposals:
         grid = np.asarray(grid, dtype=np.float64)
+        variant = self._variant(variant)
         key = self._proposal_key(scope, crop_box, grid, points_per_batch, variant)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
 
@@ -464,6 +465,10 @@ class MaskEngine:
                     self.memory.put(key, props, nbytes=props.nbytes)
         return props
 
+    def _variant(self, variant: Sam2Variant | None) -> Sam2Variant | None:
+        # A unit built without SAM 2's parameters (SAM 1 params, a calibration decode) decodes with SAM 2's defaults.
+        return Sam2Variant.of(Sam2AmgParams()) if variant is None and self.backbone == "sam2" else variant
+
     def _is_cached_key(self, key: str) -> bool:
         return key in self.memory or (self.disk is not None and self.disk.path_for(key).is_file())
 
@@ -503,7 +508,8 @@ class MaskEngine:
         return [u for u in decode_units(rgb.shape[:2], params) if not self._is_cached(scope, u, params.points_per_batch)]
 
     def _is_cached(self, scope: tuple[tuple[str, ...], str], unit: DecodeUnit, points_per_batch: int) -> bool:
-        key = self._proposal_key(self._tile_scope(scope, unit.tile), list(unit.crop_box), unit.grid, points_per_batch, unit.variant)
+        key = self._proposal_key(self._tile_scope(scope, unit.tile), list(unit.crop_box), unit.grid, points_per_batch,
+                                 self._variant(unit.variant))
         return self._is_cached_key(key)
 
     def _work_of(self, unit: DecodeUnit) -> float:

@@ -13,7 +13,9 @@ Accepted checkpoints:
   sha256 is checked at load;
 - SAM 2 / 2.1 checkpoints (Hiera tiny, small, base+, large), by path, with the ``sam2`` extra: the
   configuration is read off the state dict, or checked against ``model_type="hiera_t"`` etc.
-  (:mod:`samstar_env.models.sam2_models`); the result is a ``sam2`` ``SAM2Base``.
+  (:mod:`samstar_env.models.sam2_models`); the result is a ``sam2`` ``SAM2Base``. A SAM 2 of another
+  architecture is saved with its config and Hydra overrides (``save_sam2_checkpoint``, format
+  ``samstar-sam2/1``).
 
 Nothing is ever downloaded: this workplace has no model hub, so a missing file is an error that says
 where the weights were expected.
@@ -47,9 +49,11 @@ from samstar_env.models.checkpoint import (
     unwrap_state_dict,
 )
 from samstar_env.models.sam2_models import (
+    SAM2_FORMAT,
     SAM2_SIZES,
     is_sam2_model,
     is_sam2_state_dict,
+    load_sam2_checkpoint,
     load_sam2_state_dict,
     parse_sam2_config,
 )
@@ -326,6 +330,8 @@ def load_sam(name_or_path: str | os.PathLike[str], model_type: str | None = None
                     f"was replaced without updating its checksum"
                 )
     obj = read_checkpoint(path)
+    if isinstance(obj, Mapping) and obj.get("format") == SAM2_FORMAT:
+        return load_sam2_checkpoint(obj, path, device=resolve_device(device))
     if is_samstar_checkpoint(obj):
         model = model_from_checkpoint(obj, path)
     else:

@@ -132,6 +132,33 @@ def load_sam2_state_dict(state_dict: Mapping[str, Any], path: Path, *, config: s
     return model.to(device)
 
 
+# A SAM 2 whose architecture is a bundled config changed by Hydra overrides (a small test model, a
+# fine-tuned variant) is saved with its recipe, so that load_sam can rebuild it without guessing.
+SAM2_FORMAT = "samstar-sam2/1"
+
+
+def save_sam2_checkpoint(model: torch.nn.Module, path: str | Path, *, config: str, overrides: Sequence[str] = ()) -> Path:
+    """Write ``{"format": "samstar-sam2/1", "config", "overrides", "model": state_dict}`` (read by ``load_sam``)."""
+    parse_sam2_config(config)
+    path = Path(path)
+    torch.save({"format": SAM2_FORMAT, "config": str(config), "overrides": list(overrides), "model": model.state_dict()}, path)
+    return path
+
+
+def load_sam2_checkpoint(obj: Mapping[str, Any], path: Path, *, device: str | torch.device) -> torch.nn.Module:
+    """Rebuild a model saved by :func:`save_sam2_checkpoint` (config and overrides) and load its weights strictly."""
+    overrides = obj.get("overrides", [])
+    if not isinstance(obj.get("config"), str) or not isinstance(overrides, list):
+        raise InputError(f"{path}: a {SAM2_FORMAT} checkpoint needs a 'config' name and a list of 'overrides'")
+    model = build_sam2_model(obj["config"], overrides=[str(o) for o in overrides], device="cpu")
+    result = model.load_state_dict(dict(obj["model"]), strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise InputError(f"{path}: the weights do not fit {obj['config']} with {overrides}: missing "
+                         f"{list(result.missing_keys)[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
+    model.eval()
+    return model.to(device)
+
+
 # A SAM 2 small enough for tests on a CPU: the tiny config's modules with a 16-wide, 5-block Hiera
 # and a 256-px input (the decoder's low-resolution masks are 64², not 256²).
 TINY_SAM2_OVERRIDES: tuple[str, ...] = (
