@@ -416,7 +416,6 @@ class MaskEngine:
                     self._count("disk_hits")
                     props = CropProposals.from_arrays(arrays)
                     return props, props.nbytes
-            self._embedding(image, scope, crop_box)
             self._count("proposal_misses")
             unit = DecodeUnit(tuple(crop_box), 0, grid, variant=variant)
             _log.info("decoding %d prompts on crop %s%s", unit.n_points, tuple(crop_box), _about(self.expected_decode_seconds([unit])))
