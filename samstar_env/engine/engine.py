@@ -396,9 +396,9 @@ class MaskEngine:
         key = self._proposal_key(scope, crop_box, grid, points_per_batch, variant)
         orig_size = (int(image.shape[0]), int(image.shape[1]))
 
-        def decode(offsets: tuple[float, ...], thresholds: tuple[float, ...] = ()) -> dict[float, CropProposals]:
-            # SAM 1: one result; SAM 2: one per mask threshold asked for (the variant's first).
-            emb = self._embedding(image, scope, crop_box)
+        def decode(emb: Any, offsets: tuple[float, ...], thresholds: tuple[float, ...] = ()) -> dict[float, CropProposals]:
+            # SAM 1: one result; SAM 2: one per mask threshold asked for (the variant's first). The
+            # embedding is fetched by the caller before it takes the model lock (an embedding miss takes it too).
             if variant is None:
                 return {0.0: decode_crop(emb.predictor(self.model), crop_box=crop_box, orig_size=orig_size, grid=grid,
                                          points_per_batch=points_per_batch, offsets=offsets, max_bytes=self.logit_bytes)}
@@ -416,6 +416,7 @@ class MaskEngine:
                     self._count("disk_hits")
                     props = CropProposals.from_arrays(arrays)
                     return props, props.nbytes
+            emb = self._embedding(image, scope, crop_box)
             self._count("proposal_misses")
             unit = DecodeUnit(tuple(crop_box), 0, grid, variant=variant)
             _log.info("decoding %d prompts on crop %s%s", unit.n_points, tuple(crop_box), _about(self.expected_decode_seconds([unit])))
@@ -426,7 +427,7 @@ class MaskEngine:
                                                                            variant.with_threshold(t))))
             t0 = time.perf_counter()
             with self._timed("decode"), self._model_lock:
-                out = decode((*self.stability_offsets, offset), others)
+                out = decode(emb, (*self.stability_offsets, offset), others)
             with self._stats_lock:
                 self._work += self._work_of(unit)
                 self._work_seconds += time.perf_counter() - t0
@@ -457,8 +458,9 @@ class MaskEngine:
                                                                      points_per_batch=points_per_batch, offsets=[offset],
                                                                      max_bytes=self.logit_bytes))
                         else:
+                            emb = self._embedding(image, scope, crop_box)
                             with self._model_lock:
-                                props.add_stability({offset: decode((offset,))[own].stability[offset]})
+                                props.add_stability({offset: decode(emb, (offset,))[own].stability[offset]})
                     if self.disk is not None:
                         self.disk.save(key, props.to_arrays())
                     self.memory.put(key, props, nbytes=props.nbytes)
