@@ -142,3 +142,38 @@ def test_cache_warm_decodes_each_sam2_variant_once(sam2_file, tmp_path):
     for p in (space.sample(np.random.default_rng(i)) for i in range(6)):
         engine.generate(task.images[0], p)
     assert engine.stats.proposal_misses == 0
+
+
+def test_bench_suite_on_a_sam2_checkpoint_tunes_its_parameters(sam2_file, tmp_path, capsys):
+    from samstar_env.benchmarks.runner import read_run, run_specs
+    from samstar_env.benchmarks.suites import Suite
+
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        'name = "sam2"\ntasks = ["ito"]\nagents = ["random"]\nseeds = [0]\nbudget = 3\nimage_size = [96, 96]\n'
+        f'n_test_images = 1\nmodel = "{sam2_file}"\nspace = ["points_per_side", "pred_iou_thresh"]\n[grids]\npoints_per_side = [4]\n'
+    )
+    assert main(["bench", str(toml), "--out", str(tmp_path / "o")]) == 0
+    assert "| ito | random |" in capsys.readouterr().out
+    suite = Suite(name="sam2", tasks=("ito",), agents=("random",), seeds=(0,), budget=3, image_size=(96, 96),
+                  n_test_images=1, model=str(sam2_file), space=("points_per_side", "pred_iou_thresh"),
+                  grids={"points_per_side": (4,)})
+    record = read_run(tmp_path / "o" / "runs" / f"{run_specs(suite)[0].run_id}.json")
+    params = record["result"]["trials"][0]["params"]
+    assert set(SAM2_FIELDS) <= set(params)
+
+
+def test_a_policy_trained_on_a_sam2_model_chooses_sam2s_parameters(sam2_file, tmp_path):
+    from samstar_env.policy.policy_file import load_policy
+    from samstar_env.policy.pool import policy_pool
+    from samstar_env.policy.train import PolicyTrainConfig, train_policy
+
+    space = ParamSpace.subset(["pred_iou_thresh", "stability_score_thresh"], base=Sam2AmgParams(points_per_side=4))
+    pool = policy_pool("ito", n_train=2, n_test=1, size=SIZE, space=space).replace(model=str(sam2_file))
+    out = tmp_path / "policy"
+    train_policy(PolicyTrainConfig(task="ito", out=str(out), steps=32, checkpoint_every=32,
+                                   algo_kwargs={"n_steps": 16, "batch_size": 16, "n_epochs": 1}),
+                 pool=pool, warm_pool=False, log=lambda _l: None)
+    policy = load_policy(out)
+    assert policy.space.names[-3:] == SAM2_FIELDS
+    assert isinstance(policy.propose(pool.test_images[0]).params, Sam2AmgParams)

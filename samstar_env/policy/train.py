@@ -257,6 +257,11 @@ def train_policy(config: PolicyTrainConfig, *, pool: Task | None = None, resume:
     out = Path(config.out)
     pool = pool if pool is not None else policy_pool(config.task, n_train=config.n_train, n_test=config.n_test,
                                                      size=config.size, model=config.model)
+    from samstar_env.problem import shared_engine
+    from samstar_env.task import adapt_to_backbone
+
+    # A SAM 2 model: the policy also chooses SAM 2's own parameters (its space gains them).
+    pool = adapt_to_backbone(pool, shared_engine(pool.model).backbone)
     if config.weights is not None and len(config.weights) != len(pool.rewards.names):
         raise InputError(f"train-policy: --weights has {len(config.weights)} values; the rewards are "
                          f"{list(pool.rewards.names)} ({len(pool.rewards.names)})")
