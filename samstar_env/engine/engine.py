@@ -151,11 +151,14 @@ class MaskEngine:
     ``MaskEngine(model).generate(image, params).to_amg_records()`` equals
     ``SamAutomaticMaskGenerator(model, **params.to_kwargs()).generate(image)`` (binary-mask output):
     same masks in the same order, same boxes, areas, points, crop boxes, and bit-identical predicted
-    IoU and stability. The tests check this against segment_anything itself.
+    IoU and stability. The tests check this against segment_anything itself. For a SAM 2 model
+    (``sam2``'s ``SAM2Base``; :attr:`backbone` ``"sam2"``) it equals
+    ``SAM2AutomaticMaskGenerator(model, **Sam2AmgParams.from_sam1(params).to_kwargs())`` in the same
+    way (:mod:`samstar_env.engine.sam2_proposals`; tested against sam2 itself).
 
     Parameters
     ----------
-    model : segment_anything.modeling.Sam
+    model : segment_anything.modeling.Sam or sam2.modeling.sam2_base.SAM2Base
         The model. Cache keys include :func:`~samstar_env.models.model_fingerprint`, re-validated at
         each call, so changed weights never reuse stale entries.
     cache_bytes : int
@@ -188,7 +191,7 @@ class MaskEngine:
 
     def __init__(
         self,
-        model: Sam,
+        model: Sam | Any,
         *,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         cache_dir: str | Path | None = None,

@@ -25,10 +25,10 @@ import numpy as np
 
 from samstar_env.data.micrograph import Micrograph
 from samstar_env.metrics.multiobjective import dominates
-from samstar_env.params import AmgParams, ParamSpace
+from samstar_env.params import AmgParams, ParamSpace, Sam2AmgParams
 from samstar_env.stream.drift import DriftMonitor
 
-__all__ = ["CHEAP_PARAMS", "RetuneOutcome", "Retuner"]
+__all__ = ["CHEAP_PARAMS", "RetuneOutcome", "Retuner", "cheap_params"]
 
 # Parameters a retune burst may change: each is a filter replayed from the engine's cache.
 CHEAP_PARAMS: tuple[str, ...] = (
@@ -39,6 +39,18 @@ CHEAP_PARAMS: tuple[str, ...] = (
     "crop_nms_thresh",
     "min_mask_region_area",
 )
+
+
+def cheap_params(params: AmgParams) -> tuple[str, ...]:
+    """The replayed parameters of ``params``' generator: SAM 2 adds ``mask_threshold`` (its grid values come
+    from every decode) and drops ``min_mask_region_area`` (a decode of its own there, or nothing on a CPU).
+
+    >>> "mask_threshold" in cheap_params(Sam2AmgParams()), "mask_threshold" in cheap_params(AmgParams())
+    (True, False)
+    """
+    if isinstance(params, Sam2AmgParams):
+        return (*(p for p in CHEAP_PARAMS if p != "min_mask_region_area"), "mask_threshold")
+    return CHEAP_PARAMS
 
 
 @dataclass(frozen=True)
@@ -130,7 +142,7 @@ class Retuner:
     def _run(self, params: AmgParams, frames: tuple[Micrograph, ...], rng: np.random.Generator) -> None:
         t0 = time.perf_counter()
         try:
-            space = ParamSpace.subset(CHEAP_PARAMS, base=params)
+            space = ParamSpace.subset(cheap_params(params), base=params)
             x0 = space.encode(params).astype(np.float64)
             current = self._score(params, frames)
             best: tuple[float, AmgParams, np.ndarray] | None = None
