@@ -14,6 +14,7 @@ Nothing is downloaded: ``build_sam2_hf`` and ``from_pretrained`` are never used.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -188,9 +189,11 @@ def feature_sizes(model: Any) -> list[tuple[int, int]]:
     return [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
 
 
+@functools.lru_cache(maxsize=1)
 def hole_filling_available() -> bool:
     """Whether sam2's CUDA extension is built: without it SAM 2 skips the low-resolution hole and
-    island removal that ``min_mask_region_area`` asks for (it warns and carries on)."""
+    island removal that ``min_mask_region_area`` asks for (it warns and carries on). Asked once per
+    process: Python does not remember a failed import, and the engine asks on every call."""
     try:
         from sam2 import _C  # noqa: F401
     except ImportError:
