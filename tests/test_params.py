@@ -1,7 +1,10 @@
+import json
+
 import numpy as np
 import pytest
 from segment_anything import SamAutomaticMaskGenerator
 
+from samstar_env.errors import InputError
 from samstar_env.params import AmgParams, Dimension, ParamSpace
 
 
@@ -99,3 +102,41 @@ def test_sample_is_deterministic():
     space = ParamSpace.default()
     a = [space.sample(np.random.default_rng(3)) for _ in range(2)]
     assert a[0] == a[1]
+
+
+def test_sam2_params_cover_every_argument_of_sam2s_generator():
+    import inspect
+
+    sam2_amg = pytest.importorskip("sam2.automatic_mask_generator", reason="the optional `sam2` extra is not installed")
+    from samstar_env.params import Sam2AmgParams
+
+    sig = inspect.signature(sam2_amg.SAM2AutomaticMaskGenerator.__init__)
+    wanted = {n for n, p in sig.parameters.items() if n not in ("self", "model") and p.kind is not p.VAR_KEYWORD}
+    p = Sam2AmgParams()
+    assert set(p.to_kwargs()) == wanted
+    # SAM 2's own defaults, argument by argument.
+    for name in wanted - {"point_grids"}:
+        assert p.to_kwargs()[name] == sig.parameters[name].default, name
+
+
+def test_sam2_params_are_validated_and_round_trip():
+    from samstar_env.params import SAM2_FIELDS, Sam2AmgParams
+
+    with pytest.raises(InputError, match=r"mask_threshold=25.0 is out of range"):
+        Sam2AmgParams(mask_threshold=25.0)
+    with pytest.raises(TypeError, match="use_m2m=1 must be a bool"):
+        Sam2AmgParams(use_m2m=1)
+    with pytest.raises(InputError, match="pred_iou_thresh"):
+        Sam2AmgParams(pred_iou_thresh=1.5)
+    p = Sam2AmgParams(points_per_side=12, mask_threshold=-0.5, use_m2m=True, multimask_output=False, tile_shape=256, halo=32)
+    assert AmgParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert Sam2AmgParams.from_sam1(AmgParams(points_per_side=12)).points_per_side == 12
+    with pytest.raises(InputError, match="SAM 2's parameters"):
+        ParamSpace(dimensions=ParamSpace.subset(list(SAM2_FIELDS)).dimensions)  # a SAM 1 base
+    space = ParamSpace.default().for_backbone("sam2")
+    assert space.backbone == "sam2" and space.dim == ParamSpace.default().dim + 3
+    q = space.decode(np.ones(space.dim))
+    assert isinstance(q, Sam2AmgParams) and q.use_m2m and q.multimask_output and q.mask_threshold == 1.0
+    assert space.for_backbone("sam2") == space
+    with pytest.raises(InputError, match="cannot run on a SAM 1 backbone"):
+        space.for_backbone("sam1")
