@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 from collections.abc import Sequence
 
 from samstar_env.errors import CLI_ERRORS
@@ -55,6 +56,9 @@ def _command_of(argv: Sequence[str]) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``samstar`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    # sam2 1.1 scripts its image transforms with torch.jit.script, which torch flags on every SAM 2
+    # predictor: a note for sam2's authors, not for someone segmenting images.
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
     parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     try:
