@@ -452,18 +452,15 @@ class MaskEngine:
         if offset not in props.stability:
             with self._locks(key + "|stability"):
                 if offset not in props.stability:
+                    emb = self._embedding(image, scope, crop_box)
                     self._count("stability_recomputes")
-                    with self._timed("stability"):
+                    with self._timed("stability"), self._model_lock:
                         if variant is None:
-                            emb = self._embedding(image, scope, crop_box)
-                            with self._model_lock:
-                                props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
-                                                                     points_per_batch=points_per_batch, offsets=[offset],
-                                                                     max_bytes=self.logit_bytes))
+                            props.add_stability(decode_stability(emb.predictor(self.model), crop_box=crop_box, grid=grid,
+                                                                 points_per_batch=points_per_batch, offsets=[offset],
+                                                                 max_bytes=self.logit_bytes))
                         else:
-                            emb = self._embedding(image, scope, crop_box)
-                            with self._model_lock:
-                                props.add_stability({offset: decode(emb, (offset,))[own].stability[offset]})
+                            props.add_stability({offset: decode(emb, (offset,))[own].stability[offset]})
                     if self.disk is not None:
                         self.disk.save(key, props.to_arrays())
                     self.memory.put(key, props, nbytes=props.nbytes)
