@@ -73,7 +73,7 @@ class Sam2Embedding:
         n = sum(1 for k in arrays if k.startswith("high_res_"))
         return cls(image_embed=torch.from_numpy(np.array(arrays["image_embed"])).to(device),
                    high_res_feats=tuple(torch.from_numpy(np.array(arrays[f"high_res_{i}"])).to(device) for i in range(n)),
-                   orig_hw=tuple(int(v) for v in arrays["orig_hw"]))
+                   orig_hw=(int(arrays["orig_hw"][0]), int(arrays["orig_hw"][1])))
 
     def predictor(self, model: Any, *, min_area: int = 0) -> Any:
         """A fresh ``SAM2ImagePredictor`` with these features set, built as SAM2AutomaticMaskGenerator builds it."""
@@ -98,7 +98,7 @@ def embed_crop_sam2(model: Any, image: np.ndarray, crop_box: Sequence[int]) -> S
     pred.set_image(image[y0:y1, x0:x1, :])
     feats = pred._features
     return Sam2Embedding(image_embed=feats["image_embed"], high_res_feats=tuple(feats["high_res_feats"]),
-                         orig_hw=tuple(int(v) for v in pred._orig_hw[0]))
+                         orig_hw=(int(pred._orig_hw[0][0]), int(pred._orig_hw[0][1])))
 
 
 def _decode(pred: Any, points: torch.Tensor, labels: torch.Tensor, mask_input: torch.Tensor | None,
@@ -198,8 +198,8 @@ def decode_crop_sam2(
     offsets = sorted({float(o) for o in offsets})
     thresholds = sorted({float(t) for t in mask_thresholds})
     scans = {t: float32_thresholds(t, offsets) for t in thresholds}
-    crop_box = [int(v) for v in crop_box]
-    x0, y0, x1, y1 = crop_box
+    x0, y0, x1, y1 = (int(v) for v in crop_box)
+    crop_box = [x0, y0, x1, y1]
     pred = embedding.predictor(model, min_area=int(min_area) if hole_filling_available() else 0)
     step = max(1, int(max_bytes) // (2 * 4 * (y1 - y0) * (x1 - x0)))  # logits and the interpolation's copy
     parts: dict[float, dict[str, list[np.ndarray]]] = {t: {k: [] for k in ("counts", "boxes", "data", "sizes", "is_runs")}
@@ -225,7 +225,7 @@ def decode_crop_sam2(
         counts = np.concatenate(p["counts"]) if p["counts"] else np.zeros((0, len(scans[t][0])), np.int64)
         sizes = np.concatenate(p["sizes"]) if p["sizes"] else np.zeros(0, np.int64)
         out[t] = CropProposals(
-            crop_box=tuple(crop_box),
+            crop_box=(x0, y0, x1, y1),
             points=points_arr,
             iou_preds=iou_arr,
             boxes=boxes,
