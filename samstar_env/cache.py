@@ -32,7 +32,7 @@ import numpy as np
 from samstar_env.engine import DecodeUnit, decode_units, default_cache_dir
 from samstar_env.engine.tiles import add_tiling_arguments
 from samstar_env.errors import InputError, MissingExtraError
-from samstar_env.params import ENV_DIMENSIONS, ParamSpace
+from samstar_env.params import DEFAULT_DIMENSIONS, ENV_DIMENSIONS, ParamSpace
 
 # The parameters that decide what is decoded (all others are replayed from cached proposals).
 # The parameters that decide what is decoded (the tiles too: each tile is decoded on its own).
@@ -475,7 +475,9 @@ def _space_of(task: Any, text: str | None) -> ParamSpace:
     if text is None:
         return task.space
     if text == "all":
-        return ParamSpace.default(**{k: v for k, v in task.space.base.to_dict().items() if k != "point_grids"})
+        base = task.space.base
+        base = type(base).from_dict({k: v for k, v in base.to_dict().items() if k != "point_grids"})
+        return ParamSpace(DEFAULT_DIMENSIONS, base=base).for_backbone(task.space.backbone)
     names = [s.strip() for s in text.split(",") if s.strip()]
     return ParamSpace.subset(names, base=task.space.base)
 

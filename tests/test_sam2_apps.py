@@ -142,6 +142,9 @@ def test_cache_warm_decodes_each_sam2_variant_once(sam2_file, tmp_path):
     for p in (space.sample(np.random.default_rng(i)) for i in range(6)):
         engine.generate(task.images[0], p)
     assert engine.stats.proposal_misses == 0
+    from samstar_env.cache import _space_of
+
+    assert _space_of(task, "all").names[-3:] == SAM2_FIELDS  # `cache warm --space all` on a SAM 2 task
 
 
 def test_bench_suite_on_a_sam2_checkpoint_tunes_its_parameters(sam2_file, tmp_path, capsys):
