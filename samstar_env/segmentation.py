@@ -578,10 +578,9 @@ def _run_cli(args: argparse.Namespace) -> int:
         if policy is not None and r.params is not None:
             picked = r.params.to_dict()
             chosen = " [policy: " + ", ".join(f"{n}={_short(picked[n])}" for n in policy.space.names) + "]"
-        print(
-            f"{r.name}: {s.count} particles, median diameter {s.median_diameter:.3g} {s.unit} "
-            f"(pixel size: {r.pixel_size_source}), segment {r.timings_s['segment']:.2f} s{chosen}"
-        )
+        size = f", median diameter {s.median_diameter:.3g} {s.unit}" if s.count else ""
+        print(f"{r.name}: {s.count} particles{size} (pixel size: {r.pixel_size_source}), "
+              f"segment {r.timings_s['segment']:.2f} s{chosen}")
     print(f"wrote {len(results)} image(s) to {args.out}", file=sys.stderr)
     return 0
 
