@@ -294,7 +294,7 @@ class Sam2AmgParams(AmgParams):
         """
         if isinstance(params, Sam2AmgParams):
             return params
-        return cls.from_dict(params.to_dict())
+        return cls(**{f.name: getattr(params, f.name) for f in fields(AmgParams)})
 
 
 Kind = Literal["float", "int", "log", "grid"]

@@ -181,7 +181,7 @@ class DirectAmg:
         from segment_anything import SamAutomaticMaskGenerator
 
         from samstar_env.engine.image_input import to_sam_image
-        from samstar_env.models.sam2_models import feature_sizes, is_sam2_model
+        from samstar_env.models.sam2_models import is_sam2_model, sam2_generator
 
         sam2 = is_sam2_model(self.model)
         p = params or (Sam2AmgParams() if sam2 else AmgParams())
@@ -191,11 +191,7 @@ class DirectAmg:
             raise InputError(f"DirectAmg runs SamAutomaticMaskGenerator itself, which has no tiles (tile_shape="
                              f"{p.tile_shape} on a {rgb.shape[0]} x {rgb.shape[1]} image); use a MaskEngine for tiles")
         if sam2:
-            from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-            gen = SAM2AutomaticMaskGenerator(self.model, **p.to_kwargs())
-            gen.predictor._bb_feat_sizes = feature_sizes(self.model)  # fixed at 1024 px's in sam2 1.1
-            records = gen.generate(rgb)
+            records = sam2_generator(self.model, **p.to_kwargs()).generate(rgb)
         else:
             records = SamAutomaticMaskGenerator(self.model, **p.to_kwargs()).generate(rgb)
         return maskset_from_records(records, (int(rgb.shape[0]), int(rgb.shape[1])))
@@ -479,7 +475,8 @@ def segment(
     rois : bool
         Also write the ImageJ ROI sets.
     say : callable, optional
-        Called with a line per image that is tiled (the CLI prints it).
+        Called with the parameters' source (without a policy) and a line per image that is tiled (the
+        CLI prints them).
     policy : path or AmortizedPolicy, optional
         A trained amortized policy (``samstar train-policy``'s ``policy.zip`` or its folder): it
         proposes the parameters of each image from that image, in one forward pass, instead of
@@ -521,6 +518,8 @@ def segment(
     engine = resolve_engine(model, device=device)
     if pol is None:
         amg, source = choose_params(params, model=model, backbone=getattr(engine, "backbone", "sam1"))
+        if say is not None:
+            say(f"parameters: {source}")
     out = None if out_dir is None else Path(out_dir)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -550,11 +549,7 @@ def segment(
 
 def _run_cli(args: argparse.Namespace) -> int:
     policy = None
-    if args.policy is None:
-        model = args.model or DEFAULT_MODEL
-        backbone = getattr(resolve_engine(model, device=args.device), "backbone", "sam1")  # loaded once per process
-        print(f"parameters: {choose_params(args.params, model=model, backbone=backbone)[1]}", file=sys.stderr)
-    else:
+    if args.policy is not None:
         from samstar_env.policy.policy_file import load_policy
 
         policy = load_policy(args.policy)  # once: segment() takes it as it is, and its names label the lines

@@ -153,13 +153,13 @@ def adapt_to_backbone(task: Task, backbone: str) -> Task:
     On a SAM 2 model, a space that tunes none of SAM 2's own parameters gains them (all three); a SAM 2
     space on a SAM 1 model is an error that says so.
     """
-    if backbone == "sam2" and set(task.space.names) & set(SAM2_FIELDS):
-        return task  # SAM 2's dimensions chosen already (a task file's [space])
-    if backbone == "sam1" and task.space.backbone == "sam1":
-        return task
     if backbone == "sam1":
-        raise InputError(f"task {task.name!r}: its space tunes SAM 2's parameters but {task.model!r} is a SAM 1 model; "
-                         "pass a SAM 2 checkpoint or drop backbone = 'sam2'")
+        if task.space.backbone == "sam2":
+            raise InputError(f"task {task.name!r}: its space tunes SAM 2's parameters but {task.model!r} is a SAM 1 "
+                             "model; pass a SAM 2 checkpoint or drop backbone = 'sam2'")
+        return task
+    if set(task.space.names) & set(SAM2_FIELDS):
+        return task  # SAM 2's dimensions chosen already (a task file's [space])
     return task.replace(space=task.space.for_backbone(backbone))
 
 

@@ -7,7 +7,6 @@ The model is the small random SAM 2 of tests/engine/test_sam2.py, structured and
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -122,9 +121,13 @@ def test_segment_and_stream_use_sam2s_defaults(sam2_file, tmp_path, capsys):
                  "-o", str(tmp_path / "seg2")]) == 0
     summary = json.loads((tmp_path / "seg2" / "summary.json").read_text())
     assert summary["images"][0]["count"] >= 1
-    assert main(["stream", str(frames), "--model", str(sam2_file), "--params", str(params), "--pixel-size-nm", "1",
+    # A stream without --params starts from SAM 2's defaults too, and says so in its journal.
+    assert main(["stream", str(frames), "--model", str(sam2_file), "--pixel-size-nm", "1", "--no-drift",
                  "--out", str(tmp_path / "stream"), "--max-frames", "1", "--poll-s", "0.05"]) == 0
-    assert (Path(tmp_path / "stream") / "frames").is_dir()
+    log = [json.loads(line) for line in (tmp_path / "stream" / "stream_log.jsonl").read_text().splitlines()]
+    start = next(r for r in log if r["event"] == "start")
+    assert start["params"]["pred_iou_thresh"] == 0.8 and start["params"]["use_m2m"] is False
+    assert [r["status"] for r in log if r["event"] == "frame"] == ["done"]
 
 
 def test_cache_warm_decodes_each_sam2_variant_once(sam2_file, tmp_path):

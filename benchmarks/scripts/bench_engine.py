@@ -150,10 +150,14 @@ def load_backbone(args: Args, image: Callable[[int], Any]) -> tuple[Any, str, Am
     from importlib.metadata import version
 
     import torch
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
 
     from samstar_env.engine.testing import structure_random_sam2
-    from samstar_env.models.sam2_models import build_sam2_model, build_tiny_sam2, feature_sizes, is_sam2_model
+    from samstar_env.models.sam2_models import (
+        build_sam2_model,
+        build_tiny_sam2,
+        is_sam2_model,
+        sam2_generator,
+    )
 
     # sam2's predictor scripts its transforms with torch.jit.script, which torch now flags on every generator.
     warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
@@ -171,11 +175,9 @@ def load_backbone(args: Args, image: Callable[[int], Any]) -> tuple[Any, str, Am
         model = structure_random_sam2(raw, image(args.sizes[0]))
         name = (f"SAM 2 {what} with RANDOM weights, structured (structure_random_sam2 on the {args.sizes[0]}² image): "
                 "the real model's compute, not its masks")
-    sizes = feature_sizes(model)
 
     def amg2(kwargs: dict[str, Any], rgb: Any) -> list[dict]:
-        gen = SAM2AutomaticMaskGenerator(model, **kwargs)
-        gen.predictor._bb_feat_sizes = sizes
+        gen = sam2_generator(model, **kwargs)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # without sam2's CUDA extension, hole filling warns per batch
             try:

@@ -55,11 +55,17 @@ from samstar_env.engine.proposals import (
     embed_crop,
 )
 from samstar_env.engine.replay import assemble, postprocess, select
-from samstar_env.engine.sam2_proposals import Sam2Embedding, decode_crop_sam2, embed_crop_sam2
-from samstar_env.engine.tiles import Tile, stitch, tile_grid
+from samstar_env.engine.sam2_proposals import (
+    Sam2Embedding,
+    Sam2Variant,
+    decode_crop_sam2,
+    embed_crop_sam2,
+    sam2_version,
+)
+from samstar_env.engine.tiles import Tile, model_input_size, stitch, tile_grid
 from samstar_env.errors import InputError, MaskBudgetExceeded
 from samstar_env.models.registry import model_fingerprint
-from samstar_env.models.sam2_models import hole_filling_available, is_sam2_model
+from samstar_env.models.sam2_models import is_sam2_model
 from samstar_env.params import DEFAULT_DIMENSIONS, SAM2_DIMENSIONS, AmgParams, Sam2AmgParams
 
 
@@ -310,7 +316,7 @@ class MaskEngine:
         self.fingerprint = model_fingerprint(self.model)
         ident: tuple[str, ...] = (f"torch={torch.__version__}", f"sam={sa_version}", f"dev={dev}", f"model={self.fingerprint}")
         if self.backbone == "sam2":
-            ident = (*ident, f"sam2={_sam2_version()}")
+            ident = (*ident, f"sam2={sam2_version()}")
         return ident, image_key
 
     @staticmethod
@@ -516,7 +522,7 @@ class MaskEngine:
     def _work_of(self, unit: DecodeUnit) -> float:
         # Decoder work per prompt is about that of upsampling img_size² pixels (measured with
         # samstar-tiny at 512²), then upsampling and scanning grow with the crop's pixels.
-        side = input_side(self.model)
+        side = int(model_input_size(self.model) or 0)  # known for every SAM; it only weights an estimate
         passes = 1 if unit.variant is None else unit.variant.decoder_passes
         return float(unit.n_points) * passes * (unit.pixels + side * side)
 
@@ -685,53 +691,3 @@ def _point_grids(params: AmgParams) -> list[np.ndarray]:
     if params.point_grids is not None:
         return [np.asarray(g, dtype=np.float64) for g in params.point_grids]
     return build_all_layer_point_grids(params.points_per_side, params.crop_n_layers, params.crop_n_points_downscale_factor)
-
-
-@dataclass(frozen=True)
-class Sam2Variant:
-    """The SAM 2 parameters that change a decode's result, part of its cache key.
-
-    ``multimask_output`` and ``use_m2m`` change the decoder's outputs; ``mask_threshold`` where the
-    logits are binarized (one decode gives every threshold of the grid, see
-    :mod:`samstar_env.engine.sam2_proposals`); ``min_mask_region_area`` the logits themselves, but only
-    where sam2's CUDA extension exists (else SAM 2 ignores it, and so does the key).
-    """
-
-    multimask: bool
-    use_m2m: bool
-    mask_threshold: float
-    min_area: int
-
-    @classmethod
-    def of(cls, params: Sam2AmgParams) -> Sam2Variant:
-        """The variant ``params`` decode with."""
-        return cls(multimask=params.multimask_output, use_m2m=params.use_m2m, mask_threshold=float(params.mask_threshold),
-                   min_area=params.min_mask_region_area if hole_filling_available() else 0)
-
-    def with_threshold(self, t: float) -> Sam2Variant:
-        """The same decode binarized at ``t``."""
-        return Sam2Variant(self.multimask, self.use_m2m, float(t), self.min_area)
-
-    @property
-    def decoder_passes(self) -> int:
-        """Decoder runs per prompt point (m2m refines each of its masks once more)."""
-        return 1 + ((3 if self.multimask else 1) if self.use_m2m else 0)
-
-    def key_parts(self) -> tuple[str, ...]:
-        """Strings for the cache key."""
-        return (f"sam2-mm={int(self.multimask)}", f"m2m={int(self.use_m2m)}", f"mt={self.mask_threshold!r}", f"holes={self.min_area}")
-
-
-def input_side(model: Any) -> int:
-    """The side of a model's square input: SAM 1's ``image_encoder.img_size``, SAM 2's ``image_size``."""
-    side = getattr(getattr(model, "image_encoder", None), "img_size", None)
-    return int(side if side is not None else model.image_size)
-
-
-def _sam2_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("sam2")
-    except PackageNotFoundError:  # pragma: no cover - an uninstalled checkout on sys.path
-        return "unknown"

@@ -34,8 +34,9 @@ from segment_anything.utils.amg import batch_iterator, is_box_near_crop_edge
 from samstar_env.engine.proposals import DEFAULT_SUBBATCH_BYTES, CropProposals
 from samstar_env.engine.scan import float32_thresholds, scan_logits, stability_from_counts
 from samstar_env.models.sam2_models import feature_sizes, hole_filling_available
+from samstar_env.params import Sam2AmgParams
 
-__all__ = ["Sam2Embedding", "decode_crop_sam2", "embed_crop_sam2"]
+__all__ = ["Sam2Embedding", "Sam2Variant", "decode_crop_sam2", "embed_crop_sam2", "sam2_version"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -236,3 +237,48 @@ def decode_crop_sam2(
             stability=stability_from_counts(counts, scans[t][1]),
         )
     return out
+
+
+@dataclass(frozen=True)
+class Sam2Variant:
+    """The SAM 2 parameters that change a decode's result, part of its cache key.
+
+    ``multimask_output`` and ``use_m2m`` change the decoder's outputs; ``mask_threshold`` where the
+    logits are binarized (one decode gives every threshold of the grid, see the module docstring);
+    ``min_mask_region_area`` the logits themselves, but only
+    where sam2's CUDA extension exists (else SAM 2 ignores it, and so does the key).
+    """
+
+    multimask: bool
+    use_m2m: bool
+    mask_threshold: float
+    min_area: int
+
+    @classmethod
+    def of(cls, params: Sam2AmgParams) -> Sam2Variant:
+        """The variant ``params`` decode with."""
+        return cls(multimask=params.multimask_output, use_m2m=params.use_m2m, mask_threshold=float(params.mask_threshold),
+                   min_area=params.min_mask_region_area if hole_filling_available() else 0)
+
+    def with_threshold(self, t: float) -> Sam2Variant:
+        """The same decode binarized at ``t``."""
+        return Sam2Variant(self.multimask, self.use_m2m, float(t), self.min_area)
+
+    @property
+    def decoder_passes(self) -> int:
+        """Decoder runs per prompt point (m2m refines each of its masks once more)."""
+        return 1 + ((3 if self.multimask else 1) if self.use_m2m else 0)
+
+    def key_parts(self) -> tuple[str, ...]:
+        """Strings for the cache key."""
+        return (f"sam2-mm={int(self.multimask)}", f"m2m={int(self.use_m2m)}", f"mt={self.mask_threshold!r}", f"holes={self.min_area}")
+
+
+def sam2_version() -> str:
+    """The installed sam2 release (part of every SAM 2 cache key: its numerics)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("sam2")
+    except PackageNotFoundError:  # pragma: no cover - an uninstalled checkout on sys.path
+        return "unknown"

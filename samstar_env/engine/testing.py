@@ -40,6 +40,22 @@ def structure_random_sam(model: Sam, image: np.ndarray, *, gain: float = 5000.0,
     """
     model = copy.deepcopy(model)
     md = model.mask_decoder
+    _steepen(md, gain)
+    pred = SamPredictor(model)
+    pred.set_image(image)
+    h, w = image.shape[:2]
+    pts = np.array([[0.25 * w, 0.3 * h], [0.6 * w, 0.6 * h], [0.1 * w, 0.9 * h]])
+    coords = torch.as_tensor(pred.transform.apply_coords(pts, (h, w)), device=pred.device)
+    labels = torch.ones(3, 1, dtype=torch.int, device=pred.device)
+    logits, _, _ = pred.predict_torch(coords[:, None], labels, multimask_output=True, return_logits=True)
+    _offset(md, float(np.percentile(logits.cpu().numpy(), foreground_percentile)))
+    model.eval()
+    return model
+
+
+def _steepen(md: torch.nn.Module, gain: float) -> None:
+    # SAM 1's and SAM 2's mask decoders alike: spatially constant transposed convolutions (coherent
+    # regions), a steep hypernetwork output (stability spread over [0, 1]) and a spread IoU head.
     for i in (0, 3):
         w = md.output_upscaling[i].weight
         w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w))
@@ -48,14 +64,9 @@ def structure_random_sam(model: Sam, image: np.ndarray, *, gain: float = 5000.0,
         mlp.layers[-1].bias.mul_(gain)
     md.iou_prediction_head.layers[-1].weight.mul_(5.0)
     md.iou_prediction_head.layers[-1].bias.add_(0.5)
-    pred = SamPredictor(model)
-    pred.set_image(image)
-    h, w = image.shape[:2]
-    pts = np.array([[0.25 * w, 0.3 * h], [0.6 * w, 0.6 * h], [0.1 * w, 0.9 * h]])
-    coords = torch.as_tensor(pred.transform.apply_coords(pts, (h, w)), device=pred.device)
-    labels = torch.ones(3, 1, dtype=torch.int, device=pred.device)
-    logits, _, _ = pred.predict_torch(coords[:, None], labels, multimask_output=True, return_logits=True)
-    shift = float(np.percentile(logits.cpu().numpy(), foreground_percentile))
+
+
+def _offset(md: torch.nn.Module, shift: float) -> None:
     # A constant channel in the upscaled embedding turns the hypernetwork's bias into a logit offset.
     up = md.output_upscaling[3]
     up.weight[:, 0] = 0.0
@@ -64,8 +75,6 @@ def structure_random_sam(model: Sam, image: np.ndarray, *, gain: float = 5000.0,
     for mlp in md.output_hypernetworks_mlps:
         mlp.layers[-1].weight[0] = 0.0
         mlp.layers[-1].bias[0] = -shift / e0
-    model.eval()
-    return model
 
 
 @torch.no_grad()
@@ -83,29 +92,16 @@ def structure_random_sam2(model: torch.nn.Module, image: np.ndarray, *, gain: fl
 
     model = copy.deepcopy(model)
     md = model.sam_mask_decoder
-    for i in (0, 3):
-        w = md.output_upscaling[i].weight
-        w.copy_(w.mean(dim=(2, 3), keepdim=True).expand_as(w))
-    for mlp in md.output_hypernetworks_mlps:
-        mlp.layers[-1].weight.mul_(gain)
-        mlp.layers[-1].bias.mul_(gain)
-    md.iou_prediction_head.layers[-1].weight.mul_(5.0)
-    md.iou_prediction_head.layers[-1].bias.add_(0.5)
+    _steepen(md, gain)
     pred = SAM2ImagePredictor(model)
     pred._bb_feat_sizes = feature_sizes(model)
     pred.set_image(image)
     h, w = image.shape[:2]
     pts = np.array([[[0.25 * w, 0.3 * h]], [[0.6 * w, 0.6 * h]], [[0.1 * w, 0.9 * h]]])
     logits, _, _ = pred.predict(point_coords=pts, point_labels=np.ones((3, 1)), multimask_output=True, return_logits=True)
-    shift = float(np.percentile(np.asarray(logits), foreground_percentile))
-    up = md.output_upscaling[3]
-    up.weight[:, 0] = 0.0
-    up.bias[0] = 1.0
+    # SAM 2 adds the 1/4 high-resolution features before the last activation: zero that channel there too.
     md.conv_s0.weight[0] = 0.0
     md.conv_s0.bias[0] = 0.0
-    e0 = float(torch.nn.functional.gelu(torch.tensor(1.0)))
-    for mlp in md.output_hypernetworks_mlps:
-        mlp.layers[-1].weight[0] = 0.0
-        mlp.layers[-1].bias[0] = -shift / e0
+    _offset(md, float(np.percentile(np.asarray(logits), foreground_percentile)))
     model.eval()
     return model

@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from samstar_env.errors import InputError, MissingExtraError
+from samstar_env.models.checkpoint import load_state_dict_strict
 
 # Hiera size -> (trunk width, number of blocks), as sam2's bundled configs define them.
 SAM2_SIZES: dict[str, tuple[int, int]] = {
@@ -125,12 +126,8 @@ def load_sam2_state_dict(state_dict: Mapping[str, Any], path: Path, *, config: s
         raise InputError(f"{path}: the SAM 2 state dict holds {what}, which matches no bundled config "
                          f"({', '.join(f'{s}: width {w}, {b} blocks' for s, (w, b) in SAM2_SIZES.items())})")
     model = build_sam2_model(inferred, device="cpu")
-    result = model.load_state_dict(dict(state_dict), strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise InputError(f"{path}: the state dict does not fit {inferred}: missing {list(result.missing_keys)[:5]}, "
-                         f"unexpected {list(result.unexpected_keys)[:5]}")
-    model.eval()
-    return model.to(device)
+    load_state_dict_strict(model, state_dict, path, inferred)
+    return model.eval().to(device)
 
 
 # A SAM 2 whose architecture is a bundled config changed by Hydra overrides (a small test model, a
@@ -152,12 +149,8 @@ def load_sam2_checkpoint(obj: Mapping[str, Any], path: Path, *, device: str | to
     if not isinstance(obj.get("config"), str) or not isinstance(overrides, list):
         raise InputError(f"{path}: a {SAM2_FORMAT} checkpoint needs a 'config' name and a list of 'overrides'")
     model = build_sam2_model(obj["config"], overrides=[str(o) for o in overrides], device="cpu")
-    result = model.load_state_dict(dict(obj["model"]), strict=False)
-    if result.missing_keys or result.unexpected_keys:
-        raise InputError(f"{path}: the weights do not fit {obj['config']} with {overrides}: missing "
-                         f"{list(result.missing_keys)[:5]}, unexpected {list(result.unexpected_keys)[:5]}")
-    model.eval()
-    return model.to(device)
+    load_state_dict_strict(model, obj["model"], path, f"{obj['config']} (overrides {overrides})")
+    return model.eval().to(device)
 
 
 # A SAM 2 small enough for tests on a CPU: the tiny config's modules with a 16-wide, 5-block Hiera
@@ -187,6 +180,16 @@ def feature_sizes(model: Any) -> list[tuple[int, int]]:
     ``_bb_feat_sizes``, which it fixes at 1024 px's [(256, 256), (128, 128), (64, 64)]."""
     side = int(model.image_size)
     return [(side // 4, side // 4), (side // 8, side // 8), (side // 16, side // 16)]
+
+
+def sam2_generator(model: Any, **kwargs: Any) -> Any:
+    """``SAM2AutomaticMaskGenerator(model, **kwargs)`` with its predictor's feature sizes set for the model's
+    input size (:func:`feature_sizes`; sam2 1.1 fixes them for 1024 px): the reference the engine equals."""
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+
+    gen = SAM2AutomaticMaskGenerator(model, **kwargs)
+    gen.predictor._bb_feat_sizes = feature_sizes(model)
+    return gen
 
 
 @functools.lru_cache(maxsize=1)

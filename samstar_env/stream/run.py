@@ -219,13 +219,6 @@ def _initial_params(params: AmgParams | str | Path | None, *, model: Any,
     return choose_params(params, model=model, backbone=backbone)[0], {}, None
 
 
-def _backbone_of(model: Any, device: str) -> str:
-    # The engine (and its model) is made once per process for a name or path, so asking early is free.
-    from samstar_env.segmentation import resolve_engine
-
-    return str(getattr(resolve_engine(model, device=device), "backbone", "sam1"))
-
-
 def _drift_monitor(config: StreamConfig, given: DriftMonitor | None, *, task: str | None, tuned_level: dict[str, float],
                    policy: Any = None) -> DriftMonitor | None:
     if not config.drift or given is not None:
@@ -276,10 +269,16 @@ class _StreamRun:
             from samstar_env.policy.policy_file import load_policy
 
             self.policy = load_policy(config.policy)
+        model = config.model
+        if model is None:
+            model = self.policy.info.model if self.policy is not None and self.policy.info.model is not None else DEFAULT_MODEL
+        self.model = model
+        self.engine = resolve_engine(model, device=config.device)
+        if self.policy is not None:
             self.amg, tuned_level, file_task = self.policy.space.base, {}, None
         else:
-            self.amg, tuned_level, file_task = _initial_params(config.params, model=config.model or DEFAULT_MODEL,
-                                                               backbone=_backbone_of(config.model or DEFAULT_MODEL, config.device))
+            self.amg, tuned_level, file_task = _initial_params(config.params, model=model,
+                                                               backbone=getattr(self.engine, "backbone", "sam1"))
         self.out = config.out
         self.frames_dir = self.out / "frames"
         self.frames_dir.mkdir(parents=True, exist_ok=True)
@@ -287,11 +286,6 @@ class _StreamRun:
         # Every frame named in a frame line (done or skipped) is never processed again.
         self.finished: dict[str, dict[str, Any]] = {rec["frame"]: rec for rec in self.journal.read() if rec.get("event") == "frame"}
         self.already = len(self.finished)
-        model = config.model
-        if model is None:
-            model = self.policy.info.model if self.policy is not None and self.policy.info.model is not None else DEFAULT_MODEL
-        self.model = model
-        self.engine = resolve_engine(model, device=config.device)
         self.monitor = _drift_monitor(config, monitor, task=config.task or file_task, tuned_level=tuned_level, policy=self.policy)
         self.retuner = _retuner(config, self.engine, self.monitor)
         self.recent: deque[Micrograph] = deque(maxlen=max(1, config.retune_frames))

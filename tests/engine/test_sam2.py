@@ -14,10 +14,11 @@ import pytest
 sam2 = pytest.importorskip("sam2", reason="the optional `sam2` extra is not installed (pip install -e '.[sam2]')")
 
 from samstar_env.engine import MaskEngine  # noqa: E402
-from samstar_env.engine.engine import Sam2Variant, decode_units  # noqa: E402
+from samstar_env.engine.engine import decode_units  # noqa: E402
+from samstar_env.engine.sam2_proposals import Sam2Variant  # noqa: E402
 from samstar_env.engine.testing import structure_random_sam2  # noqa: E402
 from samstar_env.errors import InputError  # noqa: E402
-from samstar_env.models.sam2_models import build_tiny_sam2, feature_sizes, hole_filling_available  # noqa: E402
+from samstar_env.models.sam2_models import build_tiny_sam2, hole_filling_available, sam2_generator  # noqa: E402
 from samstar_env.params import AmgParams, ParamSpace, Sam2AmgParams  # noqa: E402
 
 N_SAMPLES = 10
@@ -30,10 +31,7 @@ def sam2_model(blob_image):
 
 def sam2_reference(model, image: np.ndarray, params: AmgParams) -> list[dict]:
     """SAM2AutomaticMaskGenerator's records, its predictor's feature sizes set for the model's input size."""
-    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
-
-    gen = SAM2AutomaticMaskGenerator(model, **params.to_kwargs())
-    gen.predictor._bb_feat_sizes = feature_sizes(model)
+    gen = sam2_generator(model, **params.to_kwargs())
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the skipped CUDA post-processing warns per batch
         try:
