@@ -26,7 +26,10 @@ F = TypeVar("F", bound=Callable[..., float])
 #: value for the same masks, image and prior, so that results made under another version (the
 #: shipped reference fronts, the env's ``-vN`` ids) are not compared with new ones.
 #: 2: per-mask means are taken over at least ``count_floor`` times the expected particle count.
-REWARDS_VERSION = 2
+#: 3: ``small_particle_detection`` is an F2 score against the small LoG blobs (recall alone
+#: saturated at 1.0) and ``aggregate_coverage`` weighs each aggregate's best IoU by that mask's
+#: share of all mask area on it (fragments and nested duplicates cost).
+REWARDS_VERSION = 3
 
 _REGISTRY: dict[str, Callable[..., float]] = {}
 

@@ -214,8 +214,8 @@ class SamStarEnv(gym.Env):
     import gymnasium as gym
     import samstar_env  # registers the samstar/ ids
 
-    env = gym.make("samstar/Perovskite-v3")  # synthetic perovskite tune image, samstar-tiny
-    env = gym.make("samstar/Custom-v3", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
+    env = gym.make("samstar/Perovskite-v4")  # synthetic perovskite tune image, samstar-tiny
+    env = gym.make("samstar/Custom-v4", images="my_folder", prior={...}, rewards=[...], model="sam.pth")
     ```
 
     task : Task
@@ -269,6 +269,10 @@ class SamStarEnv(gym.Env):
 
     ## Version History
 
+    * v4: rewards version 3: AuCo's ``small_particle_detection`` is an F2 score against small LoG
+      blobs (recall alone saturated at 1.0) and ``aggregate_coverage`` charges fragments and
+      nested duplicates on an aggregate; the other tasks' presets score as in v3, but the rewards
+      version keys journals, bench records and reference fronts, so every id moves together.
     * v3 (later, same id): ``tile_shape`` and ``halo`` options (default: the task's setting, so
       nothing changes unless they are given); the mask budget of images larger than 512² grows
       with their area (the registered ids' 512² images keep 1000).

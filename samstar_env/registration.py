@@ -3,21 +3,22 @@
 Registered on ``import samstar_env`` (string entry points, versioned ids; bump ``-vN`` when reward
 semantics change):
 
-* ``samstar/Perovskite-v3``, ``samstar/ITO-v3``, ``samstar/AuCo-v3``: the synthetic tasks' frozen
+* ``samstar/Perovskite-v4``, ``samstar/ITO-v4``, ``samstar/AuCo-v4``: the synthetic tasks' frozen
   ``tune`` split with their reward presets and the shipped ``samstar-tiny`` model;
-* ``samstar/Custom-v3``: images, prior, rewards and model passed as keyword arguments.
+* ``samstar/Custom-v4``: images, prior, rewards and model passed as keyword arguments.
 
 The ``-v0`` ids (rewards version 1: per-mask rewards as plain means over masks), the ``-v1`` ids
 (the full default space, whose crop layer 2 and crop overlaps cannot be decoded ahead) and the
-``-v2`` ids (no mask budget: an action keeping 13,000 masks took up to 20 s to score) are
-superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v3`` id. Their
+``-v2`` ids (no mask budget: an action keeping 13,000 masks took up to 20 s to score) and the ``-v3``
+ids (rewards version 2: ``small_particle_detection`` as recall alone, ``aggregate_coverage`` blind to
+fragments) are superseded; ``gym.make`` of one raises Gymnasium's ``DeprecatedEnv`` naming the ``-v4`` id. Their
 default space is :data:`~samstar_env.params.ENV_DIMENSIONS`: ``samstar cache warm TASK`` decodes
 every crop and grid it reaches, after which every step is a replay.
 
 All ids take :class:`~samstar_env.env.SamStarEnv`'s options as keyword arguments too (``mode``,
 ``budget``, ``obs_mode``, ...), and ``model``, ``space`` and ``rewards`` overrides, e.g.::
 
-    gym.make("samstar/Perovskite-v3", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
+    gym.make("samstar/Perovskite-v4", model="sam_vit_b.pth", size=(256, 256), mode="contextual")
 
 ``gym.make_vec(id, n)`` gives a synchronous vector env with ``(n, k)`` vector rewards; for
 stable-baselines3 scalarize each sub-env:
@@ -41,11 +42,11 @@ from samstar_env.task_file import build_custom_task, check_env_options, task_fro
 
 # Ids -> synthetic task names. The registered ids are frozen; a change of reward semantics gets a new -vN.
 SYNTHETIC_IDS: dict[str, str] = {
-    "samstar/Perovskite-v3": "perovskite",
-    "samstar/ITO-v3": "ito",
-    "samstar/AuCo-v3": "auco",
+    "samstar/Perovskite-v4": "perovskite",
+    "samstar/ITO-v4": "ito",
+    "samstar/AuCo-v4": "auco",
 }
-CUSTOM_ID = "samstar/Custom-v3"
+CUSTOM_ID = "samstar/Custom-v4"
 
 
 # -- entry points ----------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ def make_custom_env(
     backbone: str | None = None,
     **env_options: Any,
 ) -> Any:
-    """Entry point of ``samstar/Custom-v3``: a :class:`SamStarEnv` on the user's images.
+    """Entry point of ``samstar/Custom-v4``: a :class:`SamStarEnv` on the user's images.
 
     Parameters
     ----------
@@ -162,7 +163,7 @@ def make_synthetic_vector_env(num_envs: int = 1, *, max_episode_steps: int | Non
 
 
 def make_custom_vector_env(num_envs: int = 1, *, max_episode_steps: int | None = None, **kwargs: Any) -> Any:
-    """Vector entry point of ``samstar/Custom-v3`` (``gym.make_vec``)."""
+    """Vector entry point of ``samstar/Custom-v4`` (``gym.make_vec``)."""
     return _vector_env(make_custom_env, num_envs, max_episode_steps, kwargs)
 
 

@@ -1,7 +1,7 @@
 """Task files: a :class:`~samstar_env.task.Task` from a TOML file or from the user's images.
 
 The parser sits beside :class:`~samstar_env.task.Task` (layer 3), below the env and the applications:
-``samstar_env.registration`` (``make_env_from_toml``, ``samstar/Custom-v3``), ``tune`` and ``cache warm``
+``samstar_env.registration`` (``make_env_from_toml``, ``samstar/Custom-v4``), ``tune`` and ``cache warm``
 all read task files through it. Errors are :class:`TaskFileError` naming the file and the key.
 
 A task file::
@@ -97,7 +97,7 @@ def build_custom_task(
     where: str = "custom task",
     backbone: str | None = None,
 ) -> Any:
-    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v3`` and task files).
+    """A :class:`~samstar_env.task.Task` from user images (shared by ``Custom-v4`` and task files).
 
     ``where`` prefixes error messages (the env id or the task file); ``backbone`` is
     :func:`~samstar_env.task.make_task`'s.

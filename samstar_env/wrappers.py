@@ -128,7 +128,7 @@ class ScalarizeReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
     Skipped when the docs are tested: a step loads the task's model and segments (seconds to
     minutes on a CPU); ``tests/test_wrappers.py`` runs it on a small random-weight model.
 
-    >>> env = ScalarizeReward(gym.make("samstar/Perovskite-v3"), weights=[1, 0, 0])  # doctest: +SKIP
+    >>> env = ScalarizeReward(gym.make("samstar/Perovskite-v4"), weights=[1, 0, 0])  # doctest: +SKIP
     >>> obs, r, term, trunc, info = env.step(env.action_space.sample())            # doctest: +SKIP
     >>> info["vector_reward"]                                                      # doctest: +SKIP
     """

@@ -172,7 +172,7 @@ def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_pat
                                    Dimension("crop_n_layers", "grid", choices=(0, 1)),
                                    Dimension("pred_iou_thresh", "float", 0.0, 0.9)),
                        base=AmgParams(stability_score_thresh=0.0))
-    env = gym.make("samstar/Perovskite-v3", model=random_sam, size=(64, 64), space=space, budget=20)
+    env = gym.make("samstar/Perovskite-v4", model=random_sam, size=(64, 64), space=space, budget=20)
     env.reset(seed=0)
     with caplog.at_level(logging.WARNING, logger="samstar_env.env"):
         env.step(np.array([-1.0, -1.0, 0.0]))  # points_per_side 2, no crop layer: cold
@@ -182,7 +182,7 @@ def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_pat
     # Warm the env's whole space, then a fresh engine (as a new process would have) never decodes.
     warm(env.unwrapped.task, progress=False, log=lambda s: None)
     clear_shared_engines()
-    env2 = gym.make("samstar/Perovskite-v3", model=random_sam, size=(64, 64), space=space, budget=20)
+    env2 = gym.make("samstar/Perovskite-v4", model=random_sam, size=(64, 64), space=space, budget=20)
     env2.reset(seed=0)
     env2.action_space.seed(0)
     caplog.clear()
@@ -196,7 +196,7 @@ def test_env_step_logs_a_cold_decode_and_is_silent_once_warm(random_sam, tmp_pat
 def test_registered_ids_default_to_the_env_space():
     import gymnasium as gym
 
-    env = gym.make("samstar/ITO-v3")
+    env = gym.make("samstar/ITO-v4")
     assert env.unwrapped.space.names == ParamSpace.env_default().names
     assert env.unwrapped.space.dimensions == ParamSpace.env_default().dimensions
 

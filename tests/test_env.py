@@ -85,7 +85,7 @@ def test_determinism_pickle_and_reward_space(env_id, random_sam):
 
 
 def test_env_step_equals_tuning_problem(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam)
+    env = make("samstar/Perovskite-v4", random_sam)
     env.reset(seed=0)
     action = np.array([1.0, -0.9, -0.9, 0.5], np.float32)
     _, r, _, _, info = env.step(action)
@@ -100,7 +100,7 @@ def test_info_keys_and_cost(random_sam):
     from samstar_env.engine import MaskEngine
 
     # A private engine (direct construction): the process-wide one may already hold this image.
-    task = make("samstar/ITO-v3", random_sam).unwrapped.task
+    task = make("samstar/ITO-v4", random_sam).unwrapped.task
     env = SamStarEnv(task, budget=4, engine=MaskEngine(random_sam))
     _, info0 = env.reset(seed=0)
     assert set(info0) == {"image_names", "descriptors"}
@@ -131,15 +131,15 @@ def test_info_keys_and_cost(random_sam):
 
 
 def test_gt_metrics_in_info(random_sam):
-    env = make("samstar/AuCo-v3", random_sam, gt_metrics=True)
+    env = make("samstar/AuCo-v4", random_sam, gt_metrics=True)
     env.reset(seed=0)
     _, r, _, _, info = env.step(np.array([1.0, -1.0, -1.0, 1.0], np.float32))
     assert isinstance(info["gt"], dict) and info["gt"]
-    np.testing.assert_array_equal(r, make("samstar/AuCo-v3", random_sam).unwrapped.problem.evaluate(info["params"]).rewards)
+    np.testing.assert_array_equal(r, make("samstar/AuCo-v4", random_sam).unwrapped.problem.evaluate(info["params"]).rewards)
 
 
 def test_budget_episode_and_observation_blocks(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam, budget=3)
+    env = make("samstar/Perovskite-v4", random_sam, budget=3)
     u = env.unwrapped
     obs, _ = env.reset(seed=0)
     sl = u.feature_slices
@@ -163,7 +163,7 @@ def test_budget_episode_and_observation_blocks(random_sam):
 
 
 def test_improvement_rewards_sum_to_best(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam, budget=3, reward_mode="improvement")
+    env = make("samstar/Perovskite-v4", random_sam, budget=3, reward_mode="improvement")
     env.action_space.seed(1)
     env.reset(seed=1)
     total = np.zeros(env.unwrapped.reward_dim, np.float32)
@@ -175,7 +175,7 @@ def test_improvement_rewards_sum_to_best(random_sam):
 
 
 def test_contextual_mode_draws_images_from_np_random(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam, mode="contextual", n_images=3)
+    env = make("samstar/Perovskite-v4", random_sam, mode="contextual", n_images=3)
     names = []
     for seed in range(6):
         _, info = env.reset(seed=seed)
@@ -193,7 +193,7 @@ def test_contextual_mode_draws_images_from_np_random(random_sam):
 
 
 def test_reset_with_given_image_and_thumbnail_obs(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam, obs_mode="thumbnail", thumbnail_size=40)
+    env = make("samstar/Perovskite-v4", random_sam, obs_mode="thumbnail", thumbnail_size=40)
     frame = generate("perovskite", 123, size=(80, 112))
     obs, info = env.reset(seed=0, options={"image": frame})
     assert info["image_names"] == (frame.name,)
@@ -208,7 +208,7 @@ def test_reset_with_given_image_and_thumbnail_obs(random_sam):
 
 
 def test_bad_actions(random_sam):
-    env = make("samstar/Perovskite-v3", random_sam)
+    env = make("samstar/Perovskite-v4", random_sam)
     u = env.unwrapped
     env.reset(seed=0)
     with pytest.raises(ValueError, match=r"shape \(3,\); expected \(4,\).*points_per_side"):
@@ -227,12 +227,12 @@ def test_bad_actions(random_sam):
 
 def test_construction_is_cheap_and_validated(random_sam):
     # gym.make loads no model: a bad model name fails on the first step, not before.
-    env = make("samstar/Perovskite-v3", "no-such-model")
+    env = make("samstar/Perovskite-v4", "no-such-model")
     obs, _ = env.reset(seed=0)
     assert env.observation_space.contains(obs)
     with pytest.raises(Exception, match="no-such-model"):
         env.step(env.action_space.sample())
-    task = make("samstar/Perovskite-v3", random_sam).unwrapped.task
+    task = make("samstar/Perovskite-v4", random_sam).unwrapped.task
     for bad, match in [
         ({"mode": "online"}, "mode"),
         ({"obs_mode": "pixels"}, "obs_mode"),
@@ -256,7 +256,7 @@ def test_mask_budget_scores_nothing_over_it_and_says_so(random_sam, caplog):
     from samstar_env.engine.testing import structure_random_sam
     from samstar_env.errors import InputError, MaskBudgetExceeded
 
-    task = make("samstar/ITO-v3", random_sam).unwrapped.task
+    task = make("samstar/ITO-v4", random_sam).unwrapped.task
     # Localized masks (the plain random SAM gives one whole-image mask), so the count can exceed a budget.
     engine = MaskEngine(structure_random_sam(random_sam, to_sam_image(task.images[0])))
     a = np.array([0.9, -1.0, -1.0, 0.9], np.float32)

@@ -24,37 +24,38 @@ def test_ids_are_registered_with_string_entry_points():
     for env_id in [*SYNTHETIC_IDS, CUSTOM_ID]:
         spec = gym.spec(env_id)
         assert isinstance(spec.entry_point, str) and spec.entry_point.startswith("samstar_env.registration:")
-        assert spec.version == 3 and spec.namespace == "samstar"
+        assert spec.version == 4 and spec.namespace == "samstar"
         assert spec.max_episode_steps == DEFAULT_BUDGET
         assert spec.vector_entry_point.startswith("samstar_env.registration:")
     assert {gym.spec(i).kwargs["task"] for i in SYNTHETIC_IDS} == {"perovskite", "ito", "auco"}
 
 
-@pytest.mark.parametrize("old", ["-v0", "-v1", "-v2"])
-def test_superseded_ids_point_to_v3(old):
+@pytest.mark.parametrize("old", ["-v0", "-v1", "-v2", "-v3"])
+def test_superseded_ids_point_to_v4(old):
     # v0 scored per-mask rewards as plain means (rewards version 1); v1 had the full default space,
     # whose crop layer 2 and overlaps cannot be decoded ahead; v2 scored every action, however many
-    # masks it kept. Gymnasium's own deprecation error names the id to use instead.
+    # masks it kept; v3 scored AuCo's small_particle_detection as recall and aggregate_coverage
+    # without fragments (rewards version 2). Gymnasium's own deprecation error names the id to use instead.
     for env_id in [*SYNTHETIC_IDS, CUSTOM_ID]:
         with pytest.raises(gym.error.DeprecatedEnv, match=f"{old[1:]} for `{env_id[:-3]}` is deprecated.*use `{env_id}`"):
-            gym.make(env_id.replace("-v3", old))
+            gym.make(env_id.replace("-v4", old))
 
 
 def test_make_wraps_time_limit_and_exposes_mo_attributes(random_sam):
-    env = gym.make("samstar/ITO-v3", model=random_sam, size=SIZE, space=small_space(), budget=3)
+    env = gym.make("samstar/ITO-v4", model=random_sam, size=SIZE, space=small_space(), budget=3)
     assert isinstance(env.unwrapped, SamStarEnv)
     assert env.spec.max_episode_steps == DEFAULT_BUDGET
     u = env.unwrapped
     assert u.reward_dim == len(u.reward_names) == u.reward_space.shape[0]
     assert u.action_space.shape == (4,) and u.action_space.dtype == np.float32
     assert u.task.model is random_sam and u.task.images[0].shape == SIZE
-    assert gym.make("samstar/ITO-v3", max_episode_steps=7, model=random_sam, size=SIZE).spec.max_episode_steps == 7
+    assert gym.make("samstar/ITO-v4", max_episode_steps=7, model=random_sam, size=SIZE).spec.max_episode_steps == 7
 
 
 def test_unknown_option_and_custom_errors(random_sam):
     with pytest.raises(TypeError, match="unknown option.*budgt"):
-        gym.make("samstar/Perovskite-v3", budgt=3)
-    with pytest.raises(ValueError, match="samstar/Custom-v3: pass images="):
+        gym.make("samstar/Perovskite-v4", budgt=3)
+    with pytest.raises(ValueError, match="samstar/Custom-v4: pass images="):
         gym.make(CUSTOM_ID)
     im = generate("ito", 0, size=SIZE)
     with pytest.raises(ValueError, match="pass prior="):
@@ -67,13 +68,13 @@ def test_unknown_option_and_custom_errors(random_sam):
     assert "size_window" in env.unwrapped.reward_names  # the generic preset
     env = gym.make(CUSTOM_ID, images=im, prior=prior("ito"), model=random_sam, rewards="ito")  # a preset by name
     assert env.unwrapped.reward_names == rewards_preset("ito").names
-    with pytest.raises(ValueError, match="samstar/Custom-v3: rewards: unknown reward preset 'graphene'"):
+    with pytest.raises(ValueError, match="samstar/Custom-v4: rewards: unknown reward preset 'graphene'"):
         gym.make(CUSTOM_ID, images=im, prior=prior("ito"), rewards="graphene")
 
 
 def test_make_vec_two_envs(random_sam):
     kw = {"model": random_sam, "size": SIZE, "space": small_space(), "budget": 3}
-    vec = gym.make_vec("samstar/Perovskite-v3", num_envs=2, vectorization_mode="sync", wrappers=[ScalarizeReward], **kw)
+    vec = gym.make_vec("samstar/Perovskite-v4", num_envs=2, vectorization_mode="sync", wrappers=[ScalarizeReward], **kw)
     obs, info = vec.reset(seed=0)
     assert obs.shape == (2, vec.single_observation_space.shape[0])
     for _ in range(3):
@@ -86,7 +87,7 @@ def test_make_vec_two_envs(random_sam):
 
 def test_make_vec_default_gives_vector_rewards(random_sam):
     kw = {"model": random_sam, "size": SIZE, "space": small_space(), "budget": 2}
-    vec = gym.make_vec("samstar/AuCo-v3", num_envs=2, **kw)
+    vec = gym.make_vec("samstar/AuCo-v4", num_envs=2, **kw)
     k = len(rewards_preset("auco").names)
     assert vec.reward_space.shape == (k,)
     vec.reset(seed=0)
@@ -101,7 +102,7 @@ def test_make_vec_default_gives_vector_rewards(random_sam):
 def test_mo_gymnasium_vector_env(random_sam):
     mo_vector = pytest.importorskip("mo_gymnasium.wrappers.vector")
     kw = {"model": random_sam, "size": SIZE, "space": small_space(), "budget": 3}
-    vec = mo_vector.MOSyncVectorEnv([lambda: gym.make("samstar/AuCo-v3", **kw) for _ in range(2)])
+    vec = mo_vector.MOSyncVectorEnv([lambda: gym.make("samstar/AuCo-v4", **kw) for _ in range(2)])
     vec.reset(seed=0)
     _, r, *_ = vec.step(vec.action_space.sample())
     assert r.shape == (2, len(rewards_preset("auco").names)) and r.dtype == np.float32

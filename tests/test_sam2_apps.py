@@ -60,7 +60,7 @@ def test_backbone_errors_name_the_model():
 
 def test_env_backbone_option_steps_and_is_deterministic(sam2_file):
     def rollout():
-        env = gym.make("samstar/ITO-v3", model=str(sam2_file), backbone="sam2", size=(SIZE, SIZE),
+        env = gym.make("samstar/ITO-v4", model=str(sam2_file), backbone="sam2", size=(SIZE, SIZE),
                        space=ParamSpace.subset(["pred_iou_thresh", "stability_score_thresh"], base=Sam2AmgParams(points_per_side=4)))
         env.reset(seed=3)
         env.action_space.seed(5)
@@ -72,7 +72,7 @@ def test_env_backbone_option_steps_and_is_deterministic(sam2_file):
         env.close()
         return out
 
-    env = gym.make("samstar/ITO-v3", model=str(sam2_file), backbone="sam2", size=(SIZE, SIZE))
+    env = gym.make("samstar/ITO-v4", model=str(sam2_file), backbone="sam2", size=(SIZE, SIZE))
     env.action_space.seed(0)
     assert env.action_space.shape == (ParamSpace.env_default().dim + 3,)
     env.close()

@@ -15,7 +15,7 @@ LENIENT = np.array([1.0, -1.0, -1.0, 0.9], np.float32)
 
 
 def test_scalarize_default_uses_suite_weights(random_sam):
-    env = ScalarizeReward(make("samstar/Perovskite-v3", random_sam))
+    env = ScalarizeReward(make("samstar/Perovskite-v4", random_sam))
     suite = env.unwrapped.reward_suite
     env.reset(seed=0)
     _, r, _, _, info = env.step(LENIENT)
@@ -27,7 +27,7 @@ def test_scalarize_default_uses_suite_weights(random_sam):
 
 
 def test_scalarize_explicit_weights_and_chebyshev(random_sam):
-    base = make("samstar/AuCo-v3", random_sam)
+    base = make("samstar/AuCo-v4", random_sam)
     k = base.unwrapped.reward_dim
     w = np.zeros(k)
     w[1] = 2.0
@@ -36,7 +36,7 @@ def test_scalarize_explicit_weights_and_chebyshev(random_sam):
     _, r, _, _, info = lin.step(LENIENT)
     assert r == pytest.approx(2.0 * float(info["vector_reward"][1]))
 
-    cheb = ScalarizeReward(make("samstar/AuCo-v3", random_sam), weights="chebyshev")
+    cheb = ScalarizeReward(make("samstar/AuCo-v4", random_sam), weights="chebyshev")
     cheb.reset(seed=0)
     _, rc, _, _, info = cheb.step(LENIENT)
     v = info["vector_reward"].astype(np.float64)
@@ -52,7 +52,7 @@ def test_scalarize_explicit_weights_and_chebyshev(random_sam):
 
 
 def test_normalization(random_sam):
-    env = NormalizeVectorReward(make("samstar/ITO-v3", random_sam, budget=6), clip=3.0)
+    env = NormalizeVectorReward(make("samstar/ITO-v4", random_sam, budget=6), clip=3.0)
     env.action_space.seed(0)
     env.reset(seed=0)
     for _ in range(6):
@@ -61,7 +61,7 @@ def test_normalization(random_sam):
         assert env.unwrapped.reward_space.contains(info["raw_vector_reward"])
     assert env.stats.count == 6
 
-    s = ScalarizeReward(make("samstar/ITO-v3", random_sam), normalize=True)
+    s = ScalarizeReward(make("samstar/ITO-v4", random_sam), normalize=True)
     s.reset(seed=0)
     _, r, _, _, info = s.step(LENIENT)
     assert r == 0.0  # first sample: every component at its running mean
@@ -85,7 +85,7 @@ def test_wrappers_need_a_vector_reward():
 
 def test_mo_gymnasium_wrappers(random_sam):
     mo_wrappers = pytest.importorskip("mo_gymnasium.wrappers")
-    env = mo_wrappers.MORecordEpisodeStatistics(make("samstar/Perovskite-v3", random_sam, budget=3), gamma=0.9)
+    env = mo_wrappers.MORecordEpisodeStatistics(make("samstar/Perovskite-v4", random_sam, budget=3), gamma=0.9)
     lin = mo_wrappers.LinearReward(env, weight=np.full(env.unwrapped.reward_dim, 0.5, np.float32))
     lin.action_space.seed(0)
     lin.reset(seed=0)
@@ -104,7 +104,7 @@ def test_sb3_check_env_and_ppo(random_sam):
     sb3 = pytest.importorskip("stable_baselines3")
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
-    env = ScalarizeReward(make("samstar/Perovskite-v3", random_sam, budget=8))
+    env = ScalarizeReward(make("samstar/Perovskite-v4", random_sam, budget=8))
     sb3_check_env(env, warn=True)
     model = sb3.PPO("MlpPolicy", env, n_steps=128, batch_size=64, n_epochs=1, seed=0, device="cpu", verbose=0)
     model.learn(total_timesteps=256)
@@ -119,7 +119,7 @@ def test_sb3_contextual_thumbnail(random_sam):
     from stable_baselines3.common.env_checker import check_env as sb3_check_env
 
     env = ScalarizeReward(
-        make("samstar/Perovskite-v3", random_sam, mode="contextual", n_images=2, obs_mode="thumbnail", thumbnail_size=36)
+        make("samstar/Perovskite-v4", random_sam, mode="contextual", n_images=2, obs_mode="thumbnail", thumbnail_size=36)
     )
     sb3_check_env(env, warn=True)
     # A CNN policy (NatureCNN on the 36 px thumbnail) runs on the Dict observation.

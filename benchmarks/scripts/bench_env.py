@@ -5,7 +5,7 @@ samstar-tiny) or ``--tasks perovskite --steps 20``. For each task it
 
 1. warms the env's default space (``samstar cache warm TASK``: every crop and point grid of
    ``ParamSpace.env_default()`` on the tune image) and prints the estimate and the time it took;
-2. makes the README's environment (``gym.make("samstar/<Task>-v3")``) in a fresh engine reading that
+2. makes the README's environment (``gym.make("samstar/<Task>-v4")``) in a fresh engine reading that
    cache, and times ``env.step(env.action_space.sample())`` for random actions: first, median, max;
 3. steps through the corner of the space that keeps the most masks (points_per_side 64, crop layer
    1 at downscale 1, pred_iou 0, the lowest stability, the highest NMS thresholds) at every
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from samstar_env.problem import clear_shared_engines
     from samstar_env.wrappers import ScalarizeReward
 
-    ids = {"perovskite": "samstar/Perovskite-v3", "ito": "samstar/ITO-v3", "auco": "samstar/AuCo-v3"}
+    ids = {"perovskite": "samstar/Perovskite-v4", "ito": "samstar/ITO-v4", "auco": "samstar/AuCo-v4"}
     print(f"cache: {default_cache_dir()}; torch {torch.__version__}, {args.threads} threads")
     rows = []
     for task_name in args.tasks:
