@@ -244,6 +244,57 @@ def test_small_particles_and_aggregates_are_antagonistic():
     assert aggregate_coverage(fine, img, prior) < 0.3
 
 
+
+def _small_and_aggregate_scene():
+    small = [draw_disk(S, (12 + 20 * (k // 6), 12 + 20 * (k % 6)), 4) for k in range(6)]
+    small += [draw_disk(S, (112, 12 + 20 * k), 4) for k in range(6)]
+    agg = np.zeros(S, bool)
+    agg[60:100, 40:80] = True
+    img = Micrograph(render(S, [*small, agg]), pixel_size_nm=1.0, modality="haadf")
+    prior = PhysicsPrior((4.0, 60.0), shape="irregular", pixel_size_nm=1.0, small_max_nm=16.0)
+    return small, agg, img, prior
+
+
+def test_small_particle_detection_keeps_falling_with_spurious_masks():
+    # Rewards v3: recall alone was 1.0 for every superset of the right masks; the F2 score keeps
+    # falling as particle-sized masks on empty support are added (12 particles, +0/4/12 spurious).
+    small, agg, img, prior = _small_and_aggregate_scene()
+    support = [draw_disk(S, (30 + 20 * (k % 4), 100 + 8 * (k // 4)), 3) for k in range(12)]
+    scores = [small_particle_detection(maskset(*small, *support[:n]), img, prior) for n in (0, 4, 12)]
+    assert scores[0] == 1.0
+    assert scores[0] > scores[1] > scores[2] > 0.5  # recall-weighted: a spurious mask costs less than a miss
+    # F2 = 5 M / (4 B + S): 12 matches, 12 blobs, 24 small masks -> 60 / 72.
+    assert scores[2] == pytest.approx(60 / 72)
+    # Half the particles found, nothing spurious: recall 0.5, precision 1 -> 5 * 6 / (48 + 6).
+    assert small_particle_detection(maskset(*small[:6]), img, prior) == pytest.approx(30 / 54)
+
+
+def test_small_particle_detection_matches_one_mask_per_blob():
+    small, agg, img, prior = _small_and_aggregate_scene()
+    # Each particle returned twice: 12 matches out of 24 small masks, as for 12 spurious ones.
+    twice = small_particle_detection(maskset(*small, *small), img, prior)
+    assert twice == pytest.approx(60 / 72)
+    # Fragments of the aggregate are no detections, in either direction.
+    pieces = [np.zeros(S, bool) for _ in range(4)]
+    for k, (r, c) in enumerate([(62, 42), (62, 62), (82, 42), (82, 62)]):
+        pieces[k][r : r + 12, c : c + 12] = True
+    assert small_particle_detection(maskset(*small, *pieces), img, prior) == 1.0
+
+
+def test_aggregate_coverage_charges_fragments_beside_the_whole_mask():
+    small, agg, img, prior = _small_and_aggregate_scene()
+    whole = aggregate_coverage(maskset(agg), img, prior)
+    halves = [agg.copy(), agg.copy()]
+    halves[0][:, 60:] = False
+    halves[1][:, :60] = False
+    with_halves = aggregate_coverage(maskset(agg, *halves), img, prior)
+    duplicate = aggregate_coverage(maskset(agg, agg), img, prior)
+    # Best IoU unchanged; the whole mask holds half of all mask area on the aggregate.
+    assert with_halves == pytest.approx(whole / 2, rel=0.02)
+    assert duplicate == pytest.approx(whole / 2, rel=0.02)
+    # Small particles off the aggregate do not touch it.
+    assert aggregate_coverage(maskset(agg, *small), img, prior) == pytest.approx(whole)
+
 # --- latency ----------------------------------------------------------------------------------
 def test_latency_monotone_in_cost(blank128, sphere_prior):
     ms = MaskSet.empty(S)
