@@ -27,6 +27,8 @@ def _bench(args: argparse.Namespace) -> int:
 
     suite = load_suite(args.suite).override(
         agents=tuple(a for a in args.agents.split(",") if a) if args.agents else None,
+        # --agents names everything to run, baselines included: the suite's own baselines go.
+        baselines=() if args.agents else None,
         seeds=args.seeds,
         budget=args.budget,
         model=args.model,
@@ -64,7 +66,11 @@ def add_cli(subparsers: Any) -> None:
     """Add ``bench`` and ``report``."""
     p = subparsers.add_parser("bench", help="run a benchmark suite (task x agent x seed); resumable")
     p.add_argument("suite", help="a shipped suite (default, quick) or a suite .toml file")
-    p.add_argument("--agents", help="comma-separated agent names (default: the suite's)")
+    p.add_argument(
+        "--agents",
+        help="comma-separated agents and baselines to run, e.g. nsga2,watershed,gt-grid (default: the suite's agents and baselines; "
+        "baselines: watershed = classical watershed tuned by NSGA-II on the rewards, gt-grid = micro-sam's grid picked by ground truth, an oracle)",
+    )
     p.add_argument("--seeds", type=_seeds, help="a count N (seeds 0..N-1) or a comma-separated list (default: the suite's)")
     p.add_argument("--budget", type=int, help="evaluations per run (default: the suite's)")
     p.add_argument("--model", help="model name or checkpoint path (default: the suite's)")

@@ -2,39 +2,50 @@
 
 The experiments, and what samstar measures for each:
 
-- **(a) perovskite**: SAM's default AMG parameters vs NSGA-II-tuned ones (the task's reward preset):
+- **(a) perovskite**: SAM's default AMG parameters, the model's recommended operating point
+  ("vanilla", from the model registry: :func:`~samstar_env.models.registry.recommended_params`;
+  SAM's defaults again for a SAM checkpoint) and NSGA-II-tuned ones (the task's reward preset):
   masks per image and occluded-particle recall. Paper: 349 -> 415 masks.
-- **(b) ITO**: the same comparison; the ground-truth over-segmentation rate (fraction of particles split
-  into two or more masks) and its relative change. Paper: -70 %.
+- **(b) ITO**: the same three points; the ground-truth over-segmentation rate (fraction of particles
+  split into two or more masks) and its change. Paper: -70 %.
 - **(c) AuCo**: NSGA-II on exactly two rewards, ``small_particle_detection`` and
-  ``aggregate_coverage`` (the preset's versions, triangle foreground); the Pareto front and the masks
-  per image of three operating points. Paper: 117 / 22 / 11 masks.
+  ``aggregate_coverage`` (the preset's versions, triangle foreground); the Pareto front, the
+  Spearman correlation of the two rewards over it, and the masks per image of three operating
+  points. Paper: 117 / 22 / 11 masks.
 
 Choices where the paper leaves room (all recorded in the JSON):
 
-- "default" is :class:`~samstar_env.params.AmgParams` (SAM's own defaults); "tuned" is the knee of the
-  NSGA-II front (:meth:`~samstar_env.agents.TuningResult.knee`), the point ``samstar tune`` writes to
-  ``best_params.json`` and ``samstar bench`` scores;
+- "tuned" is the front member picked by ``--rule`` (default
+  :data:`~samstar_env.agents.operating_points.DEFAULT_RULE`, the rule that came nearest the
+  ground-truth oracle on held-out images, as for ``samstar tune`` and ``samstar bench``); the
+  changes in (a) and (b) are from the vanilla point (the model's own baseline: samstar-tiny keeps no
+  mask at SAM's defaults) and, on a second row, from SAM's defaults; a change from a baseline whose
+  mean is 0 is given as an absolute change;
 - the three AuCo points are the front's two extremes and its knee: the front member best in
   small-particle detection (the paper's 117-mask point, dense and lenient), the knee (22) and the
   member best in aggregate coverage (11); ties go to the larger sum of the other reward
   (:meth:`~samstar_env.agents.TuningResult.by_priority`);
-- tuning sees only the task's ``tune`` images; every figure in the table is measured on its held-out
-  ``test`` images (mean per image), as ``samstar bench`` does.
+- tuning sees only the task's ``tune`` images, once per seed (``--seeds``); every figure in the
+  table is measured on its held-out ``test`` images and printed as mean ± standard error: over
+  (seed, test image) pairs for tuned points, over test images for the two fixed points, and over
+  the paired (seed, image) differences for changes.
 
 Each table row says whether samstar agrees with the paper (within 25 % for counts and changes; the
 sign only for "same direction") and, where it does not, why. Output folder (``--out``):
-``reproduce.json`` (schema :data:`SCHEMA`, below), ``runs/<exp>_<task>.json`` (every NSGA-II
-evaluation, a :class:`~samstar_env.agents.TuningResult`), and the figures
-``perovskite_default_vs_tuned.png``, ``ito_default_vs_tuned.png``, ``auco_pareto_front.png`` and
-``auco_operating_points.png``.
+``reproduce.json`` (schema :data:`SCHEMA`, below), ``runs/<exp>_<task>_s<seed>.json`` (every
+NSGA-II evaluation, a :class:`~samstar_env.agents.TuningResult`), and the figures
+``perovskite_default_vs_tuned.png``, ``ito_default_vs_tuned.png`` (SAM defaults | vanilla | tuned,
+first seed), ``auco_pareto_front.png`` and ``auco_operating_points.png`` (first seed).
 
 ``reproduce.json``: ``schema``, ``paper`` (the figures compared against), ``config``,
-``measured_on``, ``experiments`` (per letter: ``task``, ``reward_names``, ``n_evaluations``,
-``front_size``, ``points`` (label -> :meth:`Point.to_dict`), ``front`` (AuCo only: the non-dominated
-trials' rewards and masks on the tune images), ``wall_s``), ``rows`` (the table: :meth:`Row.to_dict`),
-``causes`` (the general reasons the rows name, :func:`general_causes`), ``figures`` (file names in
-``--out``), ``versions`` and ``wall_s``. The same seed gives the same file except the ``wall_s`` values.
+``measured_on``, ``experiments`` (per letter: ``task``, ``reward_names``, ``rule``, ``points`` (the
+fixed points ``sam_defaults`` and ``vanilla``, :meth:`Point.to_dict`, with ground truth per test
+image), ``seeds`` (per seed: ``n_evaluations``, ``front_size``, ``points``; for AuCo also ``front``,
+``distinct_points`` and ``front_spearman``), ``summary`` (label -> metric -> :meth:`Stat.to_dict`),
+``wall_s``), ``rows`` (the table: :meth:`Row.to_dict`, with the numbers behind each entry in
+``stat``), ``causes`` (the general reasons the rows name, :func:`general_causes`), ``figures``
+(file names in ``--out``), ``versions`` and ``wall_s``. The same seeds give the same file except
+the ``wall_s`` values.
 """
 
 from __future__ import annotations
@@ -49,14 +60,15 @@ from typing import Any
 
 import numpy as np
 
+from samstar_env.agents.operating_points import DEFAULT_RULE
 from samstar_env.defaults import DEFAULT_MODEL
 from samstar_env.errors import InputError
 from samstar_env.params import AmgParams, ParamSpace
 
 # samstar tune's defaults and --space syntax, so that the two commands tune alike.
-from samstar_env.tune import DEFAULT_AGENT_OPTIONS, DEFAULT_BUDGET, DEFAULT_SIZE, DEFAULT_SPACE, parse_space
+from samstar_env.tune import DEFAULT_AGENT_OPTIONS, DEFAULT_SIZE, DEFAULT_SPACE, parse_space
 
-SCHEMA = "samstar-reproduce/1"
+SCHEMA = "samstar-reproduce/2"
 
 #: Experiment letter -> task, in the paper's order.
 EXPERIMENTS: dict[str, str] = {"a": "perovskite", "b": "ito", "c": "auco"}
@@ -81,7 +93,15 @@ TOLERANCE = 0.25
 # The SAM* group's NSGA-II population (see agents/nsga2.py); quoted when the budget is smaller.
 PAPER_POP_SIZE = 100
 
-DEFAULT_TEST_IMAGES = 2
+# Every table entry is a mean ± SE over at least 8 test images and 3 seeds (issue 17).
+DEFAULT_TEST_IMAGES = 8
+DEFAULT_SEEDS = (0, 1, 2)
+# Tune images per experiment: one for (a) and (b), the paper's single-image session; four for (c),
+# whose averaged rewards give a front of many distinct members (one image gave two reward vectors,
+# so its three operating points could not differ). 120 evaluations are 10 generations of the
+# default population.
+DEFAULT_IMAGES: dict[str, int] = {"a": 1, "b": 1, "c": 4}
+DEFAULT_REPRODUCE_BUDGET = 120
 
 
 @dataclass(frozen=True)
@@ -95,13 +115,14 @@ class ReproduceConfig:
     model : str, Path or torch.nn.Module
         Model name or checkpoint path (default samstar-tiny), or an in-memory SAM.
     budget : int
-        Evaluations per NSGA-II run (one run per experiment).
+        Evaluations per NSGA-II run (one run per experiment and seed).
     pop_size : int
         NSGA-II population; ``budget`` must hold at least one population.
-    seed : int
-        Seed of every NSGA-II run.
-    images : int
-        ``tune`` images averaged per evaluation.
+    seeds : tuple of int
+        One NSGA-II run per seed and experiment; tuned points are averaged over them.
+    images : int, optional
+        ``tune`` images averaged per evaluation (default :data:`DEFAULT_IMAGES`: 1 for (a) and
+        (b), 4 for (c)).
     test_images : int
         Held-out ``test`` images every reported figure is measured on.
     size : int
@@ -113,24 +134,35 @@ class ReproduceConfig:
         in the paper's order).
     device : str
         ``auto``, ``cpu`` or ``cuda``.
+    rule : str
+        Operating-point rule of the "tuned" point in (a) and (b)
+        (:func:`~samstar_env.agents.operating_points.choose`).
     """
 
     out: Path
     model: str | Path | Any = DEFAULT_MODEL
-    budget: int = DEFAULT_BUDGET
+    budget: int = DEFAULT_REPRODUCE_BUDGET
     pop_size: int = DEFAULT_AGENT_OPTIONS["nsga2"]["pop_size"]
-    seed: int = 0
-    images: int = 1
+    seeds: tuple[int, ...] = DEFAULT_SEEDS
+    images: int | None = None
     test_images: int = DEFAULT_TEST_IMAGES
     size: int = DEFAULT_SIZE
     space: tuple[str, ...] = DEFAULT_SPACE
     only: tuple[str, ...] = tuple(EXPERIMENTS)
     device: str = "auto"
+    rule: str = DEFAULT_RULE
 
     def __post_init__(self) -> None:
         # Checked before any model is loaded, so bad input fails in a second, not after a run.
         object.__setattr__(self, "only", experiment_ids(self.only))
         object.__setattr__(self, "space", tuple(self.space))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise InputError(f"--seeds must name one or more distinct seeds, got {list(self.seeds)}")
+        from samstar_env.agents.operating_points import RULES
+
+        if self.rule not in RULES:
+            raise InputError(f"--rule {self.rule!r} is not an operating-point rule; expected one of {', '.join(RULES)}")
         if self.pop_size < 2:
             raise InputError(f"--pop-size must be >= 2, got {self.pop_size}")
         if self.budget < self.pop_size:
@@ -141,13 +173,17 @@ class ReproduceConfig:
         from samstar_env.data.synthetic import split_seeds
 
         # The splits have the same seeds for every task, so one task's sizes are every task's.
-        for flag, n, split in (("--images", self.images, "tune"), ("--test-images", self.test_images, "test")):
+        for flag, n, split in (("--images", self.images_for("c"), "tune"), ("--test-images", self.test_images, "test")):
             n_max = len(split_seeds("perovskite", split))
             if not 1 <= n <= n_max:
                 raise InputError(f"{flag} must be between 1 and {n_max} (the task's {split!r} split), got {n}")
         if self.size < 32:
             raise InputError(f"--size must be >= 32 px, got {self.size}")
         self.param_space()  # unknown dimension names raise here
+
+    def images_for(self, letter: str) -> int:
+        """Tune images of experiment ``letter`` (``images``, else :data:`DEFAULT_IMAGES`)."""
+        return DEFAULT_IMAGES[letter] if self.images is None else int(self.images)
 
     def param_space(self) -> ParamSpace:
         """The tuned space; untuned parameters at SAM's defaults."""
@@ -166,9 +202,9 @@ class ReproduceConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict (without ``out``, so two output folders compare equal)."""
         return {
-            "model": self.model_label(), "budget": self.budget, "pop_size": self.pop_size, "seed": self.seed,
-            "images": self.images, "test_images": self.test_images, "size": self.size,
-            "space": list(self.param_space().names), "only": list(self.only), "device": self.device,
+            "model": self.model_label(), "budget": self.budget, "pop_size": self.pop_size, "seeds": list(self.seeds),
+            "images": {k: self.images_for(k) for k in self.only}, "test_images": self.test_images, "size": self.size,
+            "space": list(self.param_space().names), "only": list(self.only), "device": self.device, "rule": self.rule,
         }
 
 
@@ -191,50 +227,172 @@ def experiment_ids(names: Iterable[str] | str) -> tuple[str, ...]:
 
 
 @dataclass(frozen=True)
+class Stat:
+    """A mean with its standard error over ``n`` samples (``se`` 0 for one sample, all NaN for none).
+
+    Examples
+    --------
+    >>> s = Stat.of([1.0, 2.0, 3.0, None])
+    >>> s.n, s.mean, round(s.se, 3), s.format(".1f")
+    (3, 2.0, 0.577, '2.0 ± 0.6')
+    """
+
+    mean: float
+    se: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Iterable[float | None]) -> Stat:
+        """Mean and standard error (ddof 1) of the values that are defined (``None`` and NaN skipped)."""
+        v = np.array([float(x) for x in values if x is not None and np.isfinite(x)], np.float64)
+        if v.size == 0:
+            return cls(float("nan"), float("nan"), 0)
+        return cls(float(v.mean()), float(v.std(ddof=1) / np.sqrt(v.size)) if v.size > 1 else 0.0, int(v.size))
+
+    @property
+    def defined(self) -> bool:
+        """At least one sample."""
+        return self.n > 0
+
+    def format(self, spec: str = ".1f") -> str:
+        """``mean ± se`` (``n/a`` without samples)."""
+        return "n/a" if not self.defined else f"{self.mean:{spec}} ± {self.se:{spec}}"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``None`` for undefined numbers)."""
+        ok = self.defined
+        return {"mean": self.mean if ok else None, "se": self.se if ok else None, "n": self.n}
+
+
+@dataclass(frozen=True)
+class Change:
+    """A paired change from a baseline point to another, image by image (and seed by seed).
+
+    ``relative`` is ``mean(after - before) / mean(before)`` with the standard error of the paired
+    differences scaled alike; when the baseline's mean is 0 a relative change is undefined and the
+    change is absolute (``relative`` False): always a number, never "n/a", when both points have
+    values on some image.
+    """
+
+    value: float
+    se: float
+    n: int
+    relative: bool
+    baseline: float
+
+    @classmethod
+    def paired(cls, pairs: Sequence[tuple[float | None, float | None]]) -> Change:
+        """From (before, after) samples; pairs with an undefined side are skipped."""
+        ok = [(float(b), float(a)) for b, a in pairs if b is not None and a is not None and np.isfinite(b) and np.isfinite(a)]
+        if not ok:
+            return cls(float("nan"), float("nan"), 0, False, float("nan"))
+        before = np.array([b for b, _ in ok])
+        diff = Stat.of([a - b for b, a in ok])
+        base = float(before.mean())
+        if base != 0:
+            return cls(diff.mean / base, diff.se / abs(base), diff.n, True, base)
+        return cls(diff.mean, diff.se, diff.n, False, base)
+
+    @property
+    def defined(self) -> bool:
+        """At least one pair."""
+        return self.n > 0
+
+    def format(self, spec: str = ".3f") -> str:
+        """``+12.3 ± 4.5 %`` (relative) or ``+0.120 ± 0.030 (absolute; baseline 0)``."""
+        if not self.defined:
+            return "n/a"
+        if self.relative:
+            return f"{100 * self.value:+.1f} ± {100 * self.se:.1f} %"
+        return f"{self.value:+{spec}} ± {self.se:{spec}} (absolute; baseline 0)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        ok = self.defined
+        return {"value": self.value if ok else None, "se": self.se if ok else None, "n": self.n,
+                "relative": self.relative, "baseline_mean": self.baseline if ok else None}
+
+
+@dataclass(frozen=True)
 class Point:
-    """One AMG setting: its rewards on the tune images and its ground truth on the test images.
+    """One AMG setting: its rewards on the tune images and its ground truth on each test image.
 
     Parameters
     ----------
     label : str
-        ``default``, ``tuned`` or an AuCo operating point (``small_particles``, ``knee``, ``aggregates``).
+        ``sam_defaults``, ``vanilla`` (the model's recommended point), ``tuned`` or an AuCo
+        operating point (``small_particles``, ``knee``, ``aggregates``).
     rule : str
-        How it was chosen (``SAM defaults``, ``knee``, ``priority:<reward>``).
+        How it was chosen (``SAM defaults``, the model registry's source, ``knee``,
+        ``priority:<reward>``, ``count``, ...).
     params : AmgParams
         The setting.
+    seed : int or None
+        The NSGA-II run it came from (``None`` for the two fixed points).
     trial_index : int or None
-        Its evaluation in the NSGA-II run (``None`` for the defaults).
+        Its evaluation in that run (``None`` for the fixed points).
     tune_rewards : mapping
         Reward name -> value, mean over the tune images.
     tune_n_masks, test_n_masks : tuple of int
         Masks on each tune and test image.
-    test_gt : mapping
-        Ground-truth metrics (:func:`~samstar_env.metrics.ground_truth.gt_metrics`), mean over the test images.
+    test_gt : tuple of mapping
+        Ground-truth metrics (:func:`~samstar_env.metrics.ground_truth.gt_metrics`) of each test image.
     """
 
     label: str
     rule: str
     params: AmgParams
+    seed: int | None
     trial_index: int | None
     tune_rewards: Mapping[str, float]
     tune_n_masks: tuple[int, ...]
     test_n_masks: tuple[int, ...]
-    test_gt: Mapping[str, Any]
+    test_gt: tuple[Mapping[str, Any], ...]
 
     @property
     def masks_per_image(self) -> float:
-        """Mean masks per test image (the number the table compares with the paper's counts)."""
-        return float(np.mean(self.test_n_masks))
+        """Mean masks per test image."""
+        return float(np.mean(self.test_n_masks)) if self.test_n_masks else float("nan")
+
+    def metric(self, key: str) -> list[float | None]:
+        """One metric on each test image (``n_masks`` is the mask count; ``None`` where undefined)."""
+        if key == "n_masks":
+            return [float(n) for n in self.test_n_masks]
+        out: list[float | None] = []
+        for g in self.test_gt:
+            v = g.get(key)
+            out.append(float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None)
+        return out
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
+        from samstar_env.jsonutil import to_jsonable
+
         return {
-            "label": self.label, "rule": self.rule, "params": self.params.to_dict(), "trial_index": self.trial_index,
+            "label": self.label, "rule": self.rule, "params": self.params.to_dict(), "seed": self.seed,
+            "trial_index": self.trial_index,
             "tune_rewards": {k: float(v) for k, v in self.tune_rewards.items()},
             "tune_n_masks": list(self.tune_n_masks), "test_n_masks": list(self.test_n_masks),
             "masks_per_test_image": self.masks_per_image,
-            "test_gt": {k: (float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v) for k, v in self.test_gt.items()},
+            "test_gt": [to_jsonable(dict(g)) for g in self.test_gt],
         }
+
+
+def samples(points: Sequence[Point], key: str) -> list[float | None]:
+    """``key`` on every (seed, test image) of ``points``: the samples a table entry averages."""
+    return [v for p in points for v in p.metric(key)]
+
+
+def paired_change(before: Sequence[Point], after: Sequence[Point], key: str) -> Change:
+    """The change of ``key`` from ``before`` to ``after``, paired image by image.
+
+    A fixed point (one entry) pairs with every seed of ``after``; otherwise seeds pair in order.
+    """
+    pairs: list[tuple[float | None, float | None]] = []
+    for k, a in enumerate(after):
+        b = before[0] if len(before) == 1 else before[k]
+        pairs.extend(zip(b.metric(key), a.metric(key), strict=True))
+    return Change.paired(pairs)
 
 
 @dataclass(frozen=True)
@@ -248,7 +406,7 @@ class Row:
     quantity : str
         What is compared.
     paper, samstar : str
-        The two values as printed.
+        The two values as printed (samstar's as mean ± standard error).
     verdict : str
         ``agrees`` (within :data:`TOLERANCE` of the paper), ``same direction`` (the effect has the
         paper's sign but another size), ``differs`` or ``no paper number``.
@@ -256,6 +414,8 @@ class Row:
         The reason specific to this row (empty when it agrees).
     causes : tuple of str
         Keys of the run's general causes (:func:`general_causes`) that also apply to this row.
+    stat : mapping
+        The numbers behind ``samstar`` (:meth:`Stat.to_dict` or :meth:`Change.to_dict`).
     """
 
     experiment: str
@@ -265,12 +425,13 @@ class Row:
     verdict: str
     why: str = ""
     causes: tuple[str, ...] = ()
+    stat: Mapping[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return {
             "experiment": self.experiment, "quantity": self.quantity, "paper": self.paper, "samstar": self.samstar,
-            "verdict": self.verdict, "why": self.why, "causes": list(self.causes),
+            "verdict": self.verdict, "why": self.why, "causes": list(self.causes), "stat": dict(self.stat),
         }
 
 
@@ -305,14 +466,15 @@ class ReproduceReport:
         """The plain-text table: one line per row, its reason below wherever it does not agree, then
         the general causes the rows name."""
         cfg = self.config
-        head = ("exp", "quantity", "paper", "samstar", "verdict")
+        head = ("exp", "quantity", "paper", "samstar (mean ± SE)", "verdict")
         cells = [(f"({r.experiment})", r.quantity, r.paper, r.samstar, r.verdict) for r in self.rows]
         width = [max(len(c[i]) for c in [head, *cells]) for i in range(len(head))]
         line = lambda c: "  ".join(s.ljust(w) for s, w in zip(c, width, strict=True)).rstrip()  # noqa: E731
         out = [
             "SAM* (arXiv 2509.07047) vs samstar",
-            f"model {cfg.model_label()}; NSGA-II {cfg.budget} evaluations (population {cfg.pop_size}), seed {cfg.seed}; "
-            f"tuned: {', '.join(cfg.param_space().names)}",
+            f"model {cfg.model_label()}; NSGA-II {cfg.budget} evaluations (population {cfg.pop_size}), "
+            f"seeds {', '.join(map(str, cfg.seeds))}; tuned: {', '.join(cfg.param_space().names)}; "
+            f"tuned point by the {cfg.rule!r} rule",
             _measured_on(cfg),
             "",
             line(head),
@@ -333,23 +495,16 @@ class ReproduceReport:
 
 
 def _measured_on(cfg: ReproduceConfig) -> str:
+    tune = ", ".join(f"({k}) {cfg.images_for(k)}" for k in cfg.only)
     return (
-        f"NSGA-II tunes on {cfg.images} 'tune' image(s) per task; every samstar number is measured on "
-        f"{cfg.test_images} held-out 'test' image(s) per task ({cfg.size}x{cfg.size} px, mean per image)."
+        f"NSGA-II tunes on 'tune' images ({tune}), once per seed; every samstar number is a mean ± "
+        f"standard error over {cfg.test_images} held-out 'test' image(s) per task x {len(cfg.seeds)} seed(s) for "
+        f"tuned points, over the test images for the fixed ones ({cfg.size}x{cfg.size} px)."
     )
 
 
 # -- running one experiment --------------------------------------------------------------------
-def _tune(task: Any, cfg: ReproduceConfig, evaluator: Any) -> tuple[Any, Any]:
-    from samstar_env.agents import make_agent
-    from samstar_env.problem import TuningProblem
-
-    problem = TuningProblem(task, device=cfg.device)
-    result = make_agent("nsga2", pop_size=cfg.pop_size).run(problem, budget=cfg.budget, seed=cfg.seed, evaluator=evaluator)
-    return problem, result
-
-
-def _point(problem: Any, label: str, rule: str, params: AmgParams, trial: Any = None) -> Point:
+def _point(problem: Any, label: str, rule: str, params: AmgParams, *, seed: int | None = None, trial: Any = None) -> Point:
     from samstar_env.problem import TuningProblem
 
     if trial is None:
@@ -357,12 +512,16 @@ def _point(problem: Any, label: str, rule: str, params: AmgParams, trial: Any = 
         tune_rewards, tune_masks = ev.rewards, ev.n_masks
     else:
         tune_rewards, tune_masks = trial.rewards, trial.n_masks
-    # Held out: the setting was chosen on the tune images and is judged on test images it never saw.
-    test = TuningProblem(problem.task, gt_metrics=True, engine=problem.engine).evaluate(params, images=problem.task.test_images)
+    # Held out: the setting was chosen on the tune images and is judged on test images it never
+    # saw, one image at a time so that every image is a sample of the standard error.
+    scorer = TuningProblem(problem.task, gt_metrics=True, engine=problem.engine)
+    per_image = [scorer.evaluate(params, images=(im,)) for im in problem.task.test_images]
     return Point(
-        label=label, rule=rule, params=params, trial_index=None if trial is None else int(trial.index),
+        label=label, rule=rule, params=params, seed=seed, trial_index=None if trial is None else int(trial.index),
         tune_rewards=dict(zip(problem.reward_names, map(float, tune_rewards), strict=True)),
-        tune_n_masks=tuple(int(n) for n in tune_masks), test_n_masks=test.n_masks, test_gt=dict(test.gt or {}),
+        tune_n_masks=tuple(int(n) for n in tune_masks),
+        test_n_masks=tuple(int(ev.n_masks[0]) for ev in per_image),
+        test_gt=tuple(dict(ev.gt or {}) for ev in per_image),
     )
 
 
@@ -379,8 +538,23 @@ def _overlays(problem: Any, points: Sequence[Point], path: Path) -> Path:
     return save_png(rgb, path, title=title)
 
 
-def _experiment(letter: str, cfg: ReproduceConfig, out: Path, evaluator: Any) -> tuple[dict[str, Any], dict[str, Point], Any, dict[str, str]]:
-    """Tune one task and score its points; returns (JSON part, points, tuning problem, figures)."""
+def _front_spearman(result: Any) -> float | None:
+    """Spearman's rho between the two rewards over the distinct members of a two-reward front."""
+    from scipy.stats import spearmanr
+
+    r = np.unique(result.rewards[result.front_indices].astype(np.float64), axis=0)
+    if len(r) < 3:
+        return None
+    rho = spearmanr(r[:, 0], r[:, 1]).statistic
+    return float(rho) if np.isfinite(rho) else None
+
+
+def _experiment(letter: str, cfg: ReproduceConfig, out: Path, evaluator: Any) -> tuple[dict[str, Any], dict[str, list[Point]], Any, dict[str, str]]:
+    """Tune one task once per seed and score its points; returns (JSON part, label -> points, problem, figures)."""
+    from samstar_env.agents import make_agent
+    from samstar_env.agents.operating_points import choose
+    from samstar_env.models.registry import recommended_params
+    from samstar_env.problem import TuningProblem
     from samstar_env.rewards import RewardSuite, preset
     from samstar_env.task import make_task
 
@@ -391,65 +565,87 @@ def _experiment(letter: str, cfg: ReproduceConfig, out: Path, evaluator: Any) ->
         full = preset("auco")
         rewards = RewardSuite([(n, full.functions[full.names.index(n)]) for n in AUCO_OBJECTIVES])
     task = make_task(
-        name, n_images=cfg.images, n_test_images=cfg.test_images, size=(cfg.size, cfg.size),
+        name, n_images=cfg.images_for(letter), n_test_images=cfg.test_images, size=(cfg.size, cfg.size),
         model=cfg.model, space=cfg.param_space(), rewards=rewards,
     )
     t0 = time.perf_counter()
-    problem, result = _tune(task, cfg, evaluator)
+    problem = TuningProblem(task, device=cfg.device)
+    vanilla_params, vanilla_source = recommended_params(cfg.model)
+    points: dict[str, list[Point]] = {
+        "sam_defaults": [_point(problem, "sam_defaults", "SAM defaults", AmgParams())],
+        "vanilla": [_point(problem, "vanilla", vanilla_source, vanilla_params)],
+    }
     (out / "runs").mkdir(parents=True, exist_ok=True)
-    result.to_json(out / "runs" / f"{letter}_{name}.json")
-    points = {"default": _point(problem, "default", "SAM defaults", AmgParams())}
-    picks: list[tuple[str, Any]] = [("tuned", result.knee())]
-    if letter == "c":
-        # The front's two extremes and its knee, in the paper's order (117 / 22 / 11 masks).
-        picks = [("small_particles", result.by_priority(AUCO_OBJECTIVES[0])), ("knee", result.knee()),
-                 ("aggregates", result.by_priority(AUCO_OBJECTIVES[1]))]
-    for label, op in picks:
-        points[label] = _point(problem, label, op.rule, op.trial.params, op.trial)
-    figures: dict[str, str] = {}
-    if letter == "c":
-        from samstar_env.report_plots import pareto_plot
+    runs: dict[str, Any] = {}
+    first: dict[str, Point] = {}
+    for seed in cfg.seeds:
+        result = make_agent("nsga2", pop_size=cfg.pop_size).run(problem, budget=cfg.budget, seed=seed, evaluator=evaluator)
+        result.to_json(out / "runs" / f"{letter}_{name}_s{seed}.json")
+        if letter == "c":
+            # The front's two extremes and its knee, in the paper's order (117 / 22 / 11 masks).
+            picks = [("small_particles", result.by_priority(AUCO_OBJECTIVES[0])), ("knee", result.knee()),
+                     ("aggregates", result.by_priority(AUCO_OBJECTIVES[1]))]
+        else:
+            picks = [("tuned", choose(result, cfg.rule, problem=problem))]
+        run: dict[str, Any] = {"n_evaluations": len(result.trials), "front_size": len(result.front), "points": {}}
+        for label, op in picks:
+            pt = _point(problem, label, op.rule, op.trial.params, seed=seed, trial=op.trial)
+            points.setdefault(label, []).append(pt)
+            run["points"][label] = pt.to_dict()
+            first.setdefault(label, pt)
+        if letter == "c":
+            run["front"] = [
+                {"trial_index": t.index, "rewards": [float(v) for v in t.rewards], "tune_n_masks": list(t.n_masks)} for t in result.front
+            ]
+            run["distinct_points"] = len({op.trial.params for _, op in picks})
+            run["front_spearman"] = _front_spearman(result)
+            if seed == cfg.seeds[0]:
+                from samstar_env.report_plots import pareto_plot
 
-        highlight = [(lab, op.trial.index) for lab, op in picks]
-        figures["auco_pareto_front"] = pareto_plot(result, out / "auco_pareto_front.png", highlight=highlight).name
-        figures["auco_operating_points"] = _overlays(problem, [points[lab] for lab, _ in picks], out / "auco_operating_points.png").name
+                figures = {"auco_pareto_front": pareto_plot(result, out / "auco_pareto_front.png",
+                                                            highlight=[(lab, op.trial.index) for lab, op in picks]).name}
+        runs[str(seed)] = run
+    if letter == "c":
+        figures["auco_operating_points"] = _overlays(problem, [first[lab] for lab in AUCO_POINTS], out / "auco_operating_points.png").name
     else:
         key = f"{name}_default_vs_tuned"
-        figures[key] = _overlays(problem, [points["default"], points["tuned"]], out / f"{key}.png").name
+        shown = [points["sam_defaults"][0], points["vanilla"][0], first["tuned"]]
+        figures = {key: _overlays(problem, shown, out / f"{key}.png").name}
     part: dict[str, Any] = {
         "task": name,
-        "reward_names": list(result.reward_names),
-        "n_evaluations": len(result.trials),
-        "front_size": len(result.front),
-        "points": {k: p.to_dict() for k, p in points.items()},
+        "reward_names": list(problem.reward_names),
+        "rule": "knee and the two extremes" if letter == "c" else cfg.rule,
+        "points": {label: points[label][0].to_dict() for label in ("sam_defaults", "vanilla")},
+        "seeds": runs,
+        "summary": {label: {key: Stat.of(samples(pts, key)).to_dict() for key in SUMMARY_KEYS} for label, pts in points.items()},
     }
-    if letter == "c":
-        part["front"] = [
-            {"trial_index": t.index, "rewards": [float(v) for v in t.rewards], "tune_n_masks": list(t.n_masks)} for t in result.front
-        ]
     part["wall_s"] = time.perf_counter() - t0
     return part, points, problem, figures
 
 
 # -- the table ---------------------------------------------------------------------------------
-def _fmt_change(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:+.1f} %"
+#: Per-point numbers summarized in the JSON (``summary``), each as mean ± SE.
+SUMMARY_KEYS = ("n_masks", "n_gt", "f1", "mean_seg_accuracy", "over_segmentation_rate", "merge_rate", "occluded_recall")
 
-
-def _change(before: float | None, after: float | None) -> float | None:
-    if before is None or after is None or before == 0:
-        return None
-    return (after - before) / before
+#: AuCo's three points, in the paper's order.
+AUCO_POINTS = ("small_particles", "knee", "aggregates")
 
 
 def _verdict(paper: float, ours: float | None, *, signed: bool) -> str:
-    if ours is None:
+    if ours is None or not np.isfinite(ours):
         return "differs"
     if abs(ours - paper) <= TOLERANCE * abs(paper):
         return "agrees"
     if signed and ours != 0 and np.sign(ours) == np.sign(paper):
         return "same direction"
     return "differs"
+
+
+def _change_verdict(paper: float, ch: Change) -> str:
+    # An absolute change (baseline 0) has no size to compare with the paper's relative one.
+    if not ch.defined or not ch.relative:
+        return "same direction" if ch.defined and ch.value != 0 and np.sign(ch.value) == np.sign(paper) else "differs"
+    return _verdict(paper, ch.value, signed=True)
 
 
 def general_causes(cfg: ReproduceConfig, engine: Any) -> dict[str, str]:
@@ -481,96 +677,154 @@ def general_causes(cfg: ReproduceConfig, engine: Any) -> dict[str, str]:
 
 
 def _row(exp: str, quantity: str, paper: str, ours: str, verdict: str, *, specific: Sequence[str] = (),
-         causes: Sequence[str] = (), known: Mapping[str, str]) -> Row:
+         causes: Sequence[str] = (), known: Mapping[str, str], stat: Mapping[str, Any] | None = None) -> Row:
     if verdict == "agrees":
-        return Row(exp, quantity, paper, ours, verdict)
+        return Row(exp, quantity, paper, ours, verdict, stat=stat or {})
     why = "; ".join(s for s in specific if s)
-    return Row(exp, quantity, paper, ours, verdict, why, tuple(k for k in causes if k in known))
+    return Row(exp, quantity, paper, ours, verdict, why, tuple(k for k in causes if k in known), stat or {})
 
 
-def _no_masks(*points: Point) -> str:
-    if all(p.masks_per_image == 0 for p in points):
+def _no_masks(*points: Sequence[Point]) -> str:
+    if all(p.masks_per_image == 0 for pts in points for p in pts):
         return "the model returned no masks at any of these settings, so there is nothing to compare (a real SAM: --model PATH)"
     return ""
 
 
 _TUNED = ("model", "budget", "space")
 
+#: How the fixed points are named in the table.
+_FIXED = (("sam_defaults", "SAM defaults"), ("vanilla", "vanilla (model's recommended point)"))
 
-def _rows_a(pts: Mapping[str, Point], known: Mapping[str, str]) -> list[Row]:
-    d, t = pts["default"], pts["tuned"]
-    n_gt = d.test_gt.get("n_gt")
-    gt = f" (GT {n_gt:.1f})" if n_gt is not None else ""
-    empty = _no_masks(d, t)
+
+def _tuned_label(pts: Mapping[str, Sequence[Point]]) -> str:
+    rule = pts["tuned"][0].rule if pts["tuned"] else "?"
+    return f"tuned ({rule})"
+
+
+def _rows_a(pts: Mapping[str, Sequence[Point]], known: Mapping[str, str]) -> list[Row]:
+    d, v, t = pts["sam_defaults"], pts["vanilla"], pts["tuned"]
+    n_gt = Stat.of(samples(d, "n_gt"))
+    gt = f" (GT {n_gt.mean:.1f})" if n_gt.defined else ""
     rows = []
-    for label, p, key in (("SAM defaults", d, "perovskite_masks_default"), ("tuned (knee)", t, "perovskite_masks_tuned")):
-        v = _verdict(PAPER[key], p.masks_per_image, signed=False)
+    for key, label, p in (("perovskite_masks_default", "SAM defaults", d), ("", "vanilla (model's recommended point)", v),
+                          ("perovskite_masks_tuned", _tuned_label(pts), t)):
+        st = Stat.of(samples(p, "n_masks"))
+        if not key:
+            rows.append(Row("a", f"perovskite masks/image, {label}", "-", f"{st.format()}{gt}", "no paper number",
+                            "the paper's baseline is SAM's defaults on a released SAM; this is the model's own operating point",
+                            stat=st.to_dict()))
+            continue
+        verdict = _verdict(PAPER[key], st.mean, signed=False)
         causes = ("images", *_TUNED) if p is t else ("images", "model")
-        rows.append(_row("a", f"perovskite masks/image, {label}", f"{PAPER[key]:.0f}", f"{p.masks_per_image:.1f}{gt}", v,
-                         specific=[empty], causes=causes, known=known))
+        rows.append(_row("a", f"perovskite masks/image, {label}", f"{PAPER[key]:.0f}", f"{st.format()}{gt}", verdict,
+                         specific=[_no_masks(p)], causes=causes, known=known, stat=st.to_dict()))
     paper_ch = PAPER["perovskite_masks_tuned"] / PAPER["perovskite_masks_default"] - 1
-    ours = _change(d.masks_per_image, t.masks_per_image)
-    v = _verdict(paper_ch, ours, signed=True)
-    zero = "no masks at the defaults, so a relative change is undefined" if ours is None and not empty else ""
-    rows.append(_row("a", "perovskite mask-count change", _fmt_change(paper_ch), _fmt_change(ours), v,
-                     specific=[empty, zero], causes=(*_TUNED, "images"), known=known))
-    r0, r1 = d.test_gt.get("occluded_recall"), t.test_gt.get("occluded_recall")
-    if r0 is None or r1 is None:
-        ours_s, v, spec = "n/a", "differs", "the test images hold no occluded particle (occluded fraction > 0.1)"
+    for base, name in ((v, "vanilla"), (d, "SAM defaults")):
+        ch = paired_change(base, t, "n_masks")
+        verdict = _change_verdict(paper_ch, ch)
+        empty = _no_masks(base, t)
+        absolute = f"no masks at {name}, so the change is absolute (masks/image)" if ch.defined and not ch.relative and not empty else ""
+        rows.append(_row("a", f"perovskite mask-count change, {name} -> tuned", f"{100 * paper_ch:+.1f} %", ch.format(".1f"), verdict,
+                         specific=[empty, absolute], causes=(*_TUNED, "images"), known=known, stat=ch.to_dict()))
+    r0, r1 = Stat.of(samples(v, "occluded_recall")), Stat.of(samples(t, "occluded_recall"))
+    if not r0.defined or not r1.defined:
+        rows.append(_row("a", "perovskite occluded-particle recall, vanilla -> tuned", "rises (no number)", "n/a", "differs",
+                         specific=["the test images hold no occluded particle (occluded fraction > 0.1)"], causes=_TUNED, known=known))
     else:
-        ours_s = f"{r0:.2f} -> {r1:.2f} ({d.test_gt.get('n_occluded') or 0.0:.1f} occluded/image)"
-        v = "same direction" if r1 > r0 else "differs"
-        spec = "" if r1 > r0 else (empty or "tuning did not raise the recall of occluded particles")
-    if v == "same direction":
-        rows.append(Row("a", "perovskite occluded-particle recall", "rises (no number)", ours_s, v,
-                        "the paper shows occluded particles recovered; issue 8 quotes no number for it"))
-    else:
-        rows.append(_row("a", "perovskite occluded-particle recall", "rises (no number)", ours_s, v, specific=[spec], causes=_TUNED, known=known))
+        ours = f"{r0.format('.2f')} -> {r1.format('.2f')}"
+        stat = {"vanilla": r0.to_dict(), "tuned": r1.to_dict()}
+        if r1.mean > r0.mean:
+            rows.append(Row("a", "perovskite occluded-particle recall, vanilla -> tuned", "rises (no number)", ours, "same direction",
+                            "the paper shows occluded particles recovered; issue 8 quotes no number for it", stat=stat))
+        else:
+            rows.append(_row("a", "perovskite occluded-particle recall, vanilla -> tuned", "rises (no number)", ours, "differs",
+                             specific=[_no_masks(v, t) or "tuning did not raise the recall of occluded particles"],
+                             causes=_TUNED, known=known, stat=stat))
     return rows
 
 
-def _rows_b(pts: Mapping[str, Point], known: Mapping[str, str]) -> list[Row]:
-    d, t = pts["default"], pts["tuned"]
-    o0, o1 = d.test_gt.get("over_segmentation_rate"), t.test_gt.get("over_segmentation_rate")
-    fmt = lambda x: "n/a" if x is None else f"{x:.3f}"  # noqa: E731
+def _rows_b(pts: Mapping[str, Sequence[Point]], known: Mapping[str, str]) -> list[Row]:
+    d, v, t = pts["sam_defaults"], pts["vanilla"], pts["tuned"]
     note = "the paper quotes only the relative change"
-    rows = [
-        Row("b", "ITO over-segmentation rate, SAM defaults", "-", fmt(o0), "no paper number", f"{note}; {d.masks_per_image:.1f} masks/image"),
-        Row("b", "ITO over-segmentation rate, tuned (knee)", "-", fmt(o1), "no paper number", f"{note}; {t.masks_per_image:.1f} masks/image"),
-    ]
-    ours = _change(o0, o1)
-    v = _verdict(PAPER["ito_over_segmentation_change"], ours, signed=True)
-    empty = _no_masks(d, t)
-    zero = "" if empty or ours is not None else "no particle is over-segmented at the defaults, so there is nothing to reduce"
-    up = "tuning raised over-segmentation (the knee trades it for other rewards)" if ours is not None and ours > 0 else ""
-    rows.append(_row("b", "ITO over-segmentation change", _fmt_change(PAPER["ito_over_segmentation_change"]), _fmt_change(ours), v,
-                     specific=[empty, zero, up], causes=(*_TUNED, "images"), known=known))
-    return rows
-
-
-def _rows_c(pts: Mapping[str, Point], known: Mapping[str, str], *, front_size: int, n_evals: int) -> list[Row]:
-    labels = (("small_particles", "auco_masks_small_particles"), ("knee", "auco_masks_knee"), ("aggregates", "auco_masks_aggregates"))
-    empty = _no_masks(*(pts[lab] for lab, _ in labels))
-    same = "" if front_size > 1 else "the front has a single member, so all three points are the same setting"
     rows = []
-    for lab, key in labels:
-        p = pts[lab]
-        v = _verdict(PAPER[key], p.masks_per_image, signed=False)
-        rows.append(_row("c", f"AuCo masks/image, {lab.replace('_', ' ')} point", f"{PAPER[key]:.0f}", f"{p.masks_per_image:.1f}", v,
-                         specific=[empty, same], causes=("images", *_TUNED), known=known))
-    m = [pts[lab].masks_per_image for lab, _ in labels]
-    if m[0] > m[1] > m[2]:
-        v = "agrees"
-    elif m[0] >= m[1] >= m[2] and m[0] > m[2]:
-        v = "same direction"
-    else:
-        v = "differs"
-    order = "" if v != "differs" or empty or same else "on the test images the small-particle end does not keep the most masks"
-    rows.append(_row("c", "AuCo order small > knee > aggregates", "117 > 22 > 11", " > ".join(f"{x:.1f}" for x in m), v,
-                     specific=[empty, same, order], causes=_TUNED, known=known))
-    rows.append(Row("c", "AuCo Pareto front (non-dominated/evaluated)", "figure", f"{front_size}/{n_evals}", "no paper number",
-                    "the paper shows its front as a figure; see auco_pareto_front.png"))
+    for label, p in (("SAM defaults", d), ("vanilla (model's recommended point)", v), (_tuned_label(pts), t)):
+        st, masks = Stat.of(samples(p, "over_segmentation_rate")), Stat.of(samples(p, "n_masks"))
+        rows.append(Row("b", f"ITO over-segmentation rate, {label}", "-", st.format(".3f"), "no paper number",
+                        f"{note}; {masks.format()} masks/image", stat=st.to_dict()))
+    paper_ch = PAPER["ito_over_segmentation_change"]
+    for base, name in ((v, "vanilla"), (d, "SAM defaults")):
+        ch = paired_change(base, t, "over_segmentation_rate")
+        verdict = _change_verdict(paper_ch, ch)
+        empty = _no_masks(base, t)
+        zero = f"no particle is over-segmented at {name}, so the change is absolute (rate)" if ch.defined and not ch.relative and not empty else ""
+        up = "tuning raised over-segmentation (the point trades it for other rewards)" if ch.defined and ch.value > 0 else ""
+        rows.append(_row("b", f"ITO over-segmentation change, {name} -> tuned", f"{100 * paper_ch:+.1f} %", ch.format(".3f"), verdict,
+                         specific=[empty, zero, up], causes=(*_TUNED, "images"), known=known, stat=ch.to_dict()))
     return rows
+
+
+def _rows_c(pts: Mapping[str, Sequence[Point]], known: Mapping[str, str], *, runs: Mapping[str, Any]) -> list[Row]:
+    keys = dict(zip(AUCO_POINTS, ("auco_masks_small_particles", "auco_masks_knee", "auco_masks_aggregates"), strict=True))
+    empty = _no_masks(*(pts[lab] for lab in AUCO_POINTS))
+    distinct = [int(r.get("distinct_points", 0)) for r in runs.values()]
+    same = "" if distinct and min(distinct) == 3 else (
+        f"the three points are not three settings on every seed (distinct per seed: {distinct})"
+    )
+    rows = []
+    stats = {lab: Stat.of(samples(pts[lab], "n_masks")) for lab in AUCO_POINTS}
+    for lab in AUCO_POINTS:
+        st = stats[lab]
+        verdict = _verdict(PAPER[keys[lab]], st.mean, signed=False)
+        rows.append(_row("c", f"AuCo masks/image, {lab.replace('_', ' ')} point", f"{PAPER[keys[lab]]:.0f}", st.format(), verdict,
+                         specific=[empty, same], causes=("images", *_TUNED), known=known, stat=st.to_dict()))
+    m = [stats[lab].mean for lab in AUCO_POINTS]
+    if m[0] > m[1] > m[2]:
+        verdict = "agrees"
+    elif m[0] >= m[1] >= m[2] and m[0] > m[2]:
+        verdict = "same direction"
+    else:
+        verdict = "differs"
+    order = "" if verdict != "differs" or empty or same else "on the test images the small-particle end does not keep the most masks"
+    rows.append(_row("c", "AuCo order small > knee > aggregates", "117 > 22 > 11", " > ".join(f"{x:.1f}" for x in m), verdict,
+                     specific=[empty, same, order], causes=_TUNED, known=known))
+    rho = Stat.of([r.get("front_spearman") for r in runs.values()])
+    if not rho.defined:
+        rows.append(Row("c", "AuCo front: Spearman(small, aggregate)", "antagonistic (< 0)", "n/a", "differs",
+                        "no seed's front has three distinct members"))
+    else:
+        rows.append(Row("c", "AuCo front: Spearman(small, aggregate)", "antagonistic (< 0)", rho.format(".2f"),
+                        "agrees" if rho.mean < 0 else "differs",
+                        "" if rho.mean < 0 else "the two rewards rise together on the front", stat=rho.to_dict()))
+    sizes = Stat.of([float(r["front_size"]) for r in runs.values()])
+    n_evals = sorted({int(r["n_evaluations"]) for r in runs.values()})
+    rows.append(Row("c", "AuCo Pareto front (non-dominated/evaluated)", "figure",
+                    f"{sizes.format('.1f')}/{'/'.join(map(str, n_evals))}", "no paper number",
+                    "the paper shows its front as a figure; see auco_pareto_front.png (first seed)", stat=sizes.to_dict()))
+    return rows
+
+
+def parse_seeds(text: str | int | Sequence[int]) -> tuple[int, ...]:
+    """``"3"`` -> (0, 1, 2); ``"0,4"`` -> (0, 4); a sequence passes through.
+
+    Examples
+    --------
+    >>> parse_seeds("3"), parse_seeds("1,5")
+    ((0, 1, 2), (1, 5))
+    """
+    if isinstance(text, int):
+        text = str(text)
+    if not isinstance(text, str):
+        return tuple(int(s) for s in text)
+    items = [x.strip() for x in text.split(",") if x.strip()]
+    try:
+        values = [int(x) for x in items]
+    except ValueError:
+        raise InputError(f"--seeds must be a count or comma-separated integers, got {text!r}") from None
+    if len(values) == 1 and "," not in text:
+        if values[0] < 1:
+            raise InputError(f"--seeds count must be >= 1, got {values[0]}")
+        return tuple(range(values[0]))
+    return tuple(values)
 
 
 # -- the command -------------------------------------------------------------------------------
@@ -606,7 +860,7 @@ def reproduce(
     causes: dict[str, str] = {}
     for letter in cfg.only:
         if progress:
-            progress(f"({letter}) {EXPERIMENTS[letter]}: NSGA-II, {cfg.budget} evaluations ...")
+            progress(f"({letter}) {EXPERIMENTS[letter]}: NSGA-II, {cfg.budget} evaluations x {len(cfg.seeds)} seed(s) ...")
         part, pts, problem, figs = _experiment(letter, cfg, out, evaluator)
         experiments[letter] = part
         figures.update(figs)
@@ -616,7 +870,7 @@ def reproduce(
         elif letter == "b":
             rows += _rows_b(pts, causes)
         else:
-            rows += _rows_c(pts, causes, front_size=part["front_size"], n_evals=part["n_evaluations"])
+            rows += _rows_c(pts, causes, runs=part["seeds"])
         if progress:
             progress(f"({letter}) {EXPERIMENTS[letter]}: done in {part['wall_s']:.1f} s")
     report = ReproduceReport(
@@ -629,9 +883,9 @@ def reproduce(
 
 def _run_cli(args: argparse.Namespace) -> int:
     cfg = ReproduceConfig(
-        out=Path(args.out), model=args.model or DEFAULT_MODEL, budget=args.budget, pop_size=args.pop_size, seed=args.seed,
+        out=Path(args.out), model=args.model or DEFAULT_MODEL, budget=args.budget, pop_size=args.pop_size, seeds=parse_seeds(args.seeds),
         images=args.images, test_images=args.test_images, size=args.size, space=parse_space(args.space),
-        only=experiment_ids(args.only), device=args.device,
+        only=experiment_ids(args.only), device=args.device, rule=args.rule,
     )
     evaluator, dask = None, None
     if args.executor == "dask-evaluations":
@@ -658,16 +912,20 @@ def add_cli(subparsers: Any) -> None:
             "Run SAM*'s three experiments (arXiv 2509.07047) on samstar's synthetic tasks: (a) perovskite, default vs "
             "NSGA-II-tuned masks and occluded-particle recall; (b) ITO, over-segmentation; (c) AuCo, the Pareto front of "
             "small-particle detection vs aggregate coverage and three operating points. Tunes on 'tune' images, "
-            f"measures on held-out 'test' images. Defaults: {DEFAULT_BUDGET} evaluations per experiment on "
-            f"{DEFAULT_SIZE}x{DEFAULT_SIZE} images with samstar-tiny (a few minutes on 2 CPU cores)."
+            f"measures on held-out 'test' images. Defaults: {DEFAULT_REPRODUCE_BUDGET} evaluations per experiment and seed on "
+            f"{DEFAULT_SIZE}x{DEFAULT_SIZE} images with samstar-tiny, {len(DEFAULT_SEEDS)} seeds, {DEFAULT_TEST_IMAGES} "
+            "test images: every number is a mean ± standard error (a few minutes on 2 CPU cores)."
         ),
     )
     p.add_argument("--model", help="model name or checkpoint path (default: samstar-tiny)")
-    p.add_argument("--budget", type=int, default=DEFAULT_BUDGET, help=f"evaluations per NSGA-II run (default {DEFAULT_BUDGET})")
+    p.add_argument("--budget", type=int, default=DEFAULT_REPRODUCE_BUDGET,
+                   help=f"evaluations per NSGA-II run (default {DEFAULT_REPRODUCE_BUDGET})")
     p.add_argument("--pop-size", type=int, default=DEFAULT_AGENT_OPTIONS["nsga2"]["pop_size"],
                    help=f"NSGA-II population (default {DEFAULT_AGENT_OPTIONS['nsga2']['pop_size']}; at most --budget)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every NSGA-II run (default 0)")
-    p.add_argument("--images", "--n-images", dest="images", type=int, default=1, help="tune images averaged per evaluation (default 1)")
+    p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)),
+                   help="NSGA-II seeds, one run each: a count N (seeds 0..N-1) or a comma-separated list (default 0,1,2)")
+    p.add_argument("--images", "--n-images", dest="images", type=int, default=None,
+                   help="tune images averaged per evaluation (default: 1 for a and b, 4 for c)")
     p.add_argument("--test-images", type=int, default=DEFAULT_TEST_IMAGES,
                    help=f"held-out test images every reported number is measured on (default {DEFAULT_TEST_IMAGES})")
     p.add_argument("--size", type=int, default=DEFAULT_SIZE, help=f"synthetic image side in px (default {DEFAULT_SIZE})")
@@ -678,6 +936,8 @@ def add_cli(subparsers: Any) -> None:
     p.add_argument("--scheduler", help="Dask scheduler address (default: start a LocalCluster)")
     p.add_argument("--workers", type=int, default=2, help="worker processes of the LocalCluster (default 2)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--rule", default=DEFAULT_RULE,
+                   help=f"operating-point rule of the tuned point in (a) and (b) (default {DEFAULT_RULE}; see samstar tune --pick)")
     p.add_argument("--out", default="runs/reproduce", help="output folder (default runs/reproduce)")
     p.add_argument("--quiet", action="store_true", help="print only the table")
     p.set_defaults(func=_run_cli)

@@ -3,7 +3,7 @@
 Each run builds its task from the suite, runs the agent for the suite's budget, and records every
 evaluation (the agent's :class:`~samstar_env.agents.TuningResult`), the anytime hypervolume curve,
 IGD+ and evaluations-to-90 % against the task's shipped reference front (when one exists), the
-knee-point operating point and its ground-truth metrics on the task's held-out ``test`` images, and
+operating point (:data:`~samstar_env.agents.operating_points.DEFAULT_RULE`) and its ground-truth metrics on the task's held-out ``test`` images, and
 wall time. Records are written atomically as each run finishes; a run whose record exists for the
 same suite and problem (model weights and rewards version, :func:`~samstar_env.benchmarks.reference.problem_of`)
 is skipped, so an interrupted suite resumes where it stopped, and records made with other weights
@@ -17,7 +17,13 @@ model sha256 and rewards version included), ``task``, ``agent``, ``seed``, ``bud
 ``hypervolume_curve`` (list, one value per evaluation), ``final_hypervolume``,
 ``reference_hypervolume`` (or null), ``igd_plus`` (or null), ``evals_to_90pct`` (or null),
 ``operating_point`` ({rule, params, rewards}), ``test_gt`` (mean GT metrics of the operating point
-on the test images), ``wall_s``, ``versions`` (samstar, torch, segment_anything, pymoo, numpy).
+on the test images), ``wall_s``, ``versions`` (samstar, torch, segment_anything, pymoo, numpy,
+scikit-image), ``segmenter`` (``"sam"``, or ``"watershed"`` for that baseline, whose trial and
+operating-point ``params`` are :class:`~samstar_env.benchmarks.watershed.WatershedParams` dicts) and
+``uses_labels`` (``true`` only for an oracle that chose its operating point with ground truth on the
+tune images: the ``gt-grid`` baseline). Records written before the last two keys existed lack them
+(read them with ``.get``). The baselines (:mod:`samstar_env.benchmarks.baselines`) write records
+through :func:`run_record` too, so their keys are the same.
 """
 
 from __future__ import annotations
@@ -76,7 +82,7 @@ def versions() -> dict[str, str]:
     import importlib.metadata as md
 
     out = {}
-    for pkg in ("samstar", "torch", "segment-anything", "pymoo", "numpy", "optuna"):
+    for pkg in ("samstar", "torch", "segment-anything", "pymoo", "numpy", "optuna", "scikit-image"):
         try:
             out[pkg] = md.version(pkg)
         except md.PackageNotFoundError:
@@ -125,44 +131,92 @@ def execute_run(
     Parameters
     ----------
     spec : RunSpec
-        What to run.
+        What to run. A baseline name (:data:`~samstar_env.benchmarks.baselines.BASELINES`) runs that
+        baseline (:func:`~samstar_env.benchmarks.baselines.execute_baseline`); any other name is an agent.
     evaluator : callable, optional
         Population evaluator passed to ``Agent.run`` (e.g. :func:`~samstar_env.benchmarks.executors.dask_evaluator`).
     overlay_dir : path, optional
         Where to write ``<run_id>.png``, the operating point's masks on the first test image.
     """
     from samstar_env.agents import make_agent
+    from samstar_env.agents.operating_points import DEFAULT_RULE, choose
+    from samstar_env.benchmarks.baselines import BASELINES, check_agent_names, execute_baseline
 
+    if spec.agent in BASELINES:
+        return execute_baseline(spec, evaluator=evaluator, overlay_dir=overlay_dir)
+    check_agent_names((spec.agent,), source=f"run {spec.run_id!r}")
     t0 = time.perf_counter()
     problem = build_problem(spec)
     agent = make_agent(spec.agent, **dict(spec.suite.agent_options.get(spec.agent, {})))
     result = agent.run(problem, budget=spec.suite.budget, seed=spec.seed, evaluator=evaluator)
-    rewards = result.rewards
-    curve = anytime_hypervolume(rewards)
-    ref = load_reference_front(spec.suite, spec.task, reward_names=result.reward_names)
-    ref_hv = hypervolume(ref) if ref is not None else None
-    op = result.knee()
+    op = choose(result, DEFAULT_RULE, problem=problem)
     test_gt: dict[str, float] | None = None
     if problem.task.test_images:
-        from samstar_env.problem import TuningProblem
-
         # Held-out check: the operating point chosen on tune images, scored by ground truth on
         # test images it never saw.
-        test_eval = TuningProblem(problem.task, gt_metrics=True, engine=problem.engine).evaluate(
-            op.trial.params, images=problem.task.test_images
-        )
-        test_gt = dict(test_eval.gt) if test_eval.gt is not None else None
+        test_gt = sam_test_gt(problem, op.trial.params)
         if overlay_dir is not None:
-            from samstar_env.report_plots import overlay, save_png
-
             im = problem.task.test_images[0]
-            masks = problem.engine.generate(im, op.trial.params)  # cached: no new decode
-            Path(overlay_dir).mkdir(parents=True, exist_ok=True)
-            save_png(
-                overlay(im.image, masks.to_label_image()),
-                Path(overlay_dir) / f"{spec.run_id}.png",
-                title=f"{spec.run_id}: {len(masks)} masks, test F1 {(test_gt or {}).get('f1', float('nan')):.3f}",
-            )
+            save_overlay(overlay_dir, spec, im, problem.engine.generate(im, op.trial.params), test_gt)  # cached: no new decode
+    return run_record(spec, result, op, test_gt=test_gt, wall_s=time.perf_counter() - t0, segmenter="sam", uses_labels=False)
+
+
+def sam_test_gt(problem: Any, params: Any) -> dict[str, Any] | None:
+    """Mean ground-truth metrics of AMG ``params`` on the test images of ``problem`` (a TuningProblem)."""
+    from samstar_env.problem import TuningProblem
+
+    test_eval = TuningProblem(problem.task, gt_metrics=True, engine=problem.engine).evaluate(params, images=problem.task.test_images)
+    return dict(test_eval.gt) if test_eval.gt is not None else None
+
+
+def save_overlay(overlay_dir: str | Path, spec: RunSpec, image: Any, masks: Any, test_gt: dict[str, Any] | None) -> None:
+    """Write ``<overlay_dir>/<run_id>.png``: ``masks`` over ``image`` (the first test image)."""
+    from samstar_env.report_plots import overlay, save_png
+
+    Path(overlay_dir).mkdir(parents=True, exist_ok=True)
+    save_png(
+        overlay(image.image, masks.to_label_image()),
+        Path(overlay_dir) / f"{spec.run_id}.png",
+        title=f"{spec.run_id}: {len(masks)} masks, test F1 {(test_gt or {}).get('f1', float('nan')):.3f}",
+    )
+
+
+def run_record(
+    spec: RunSpec,
+    result: Any,
+    op: Any,
+    *,
+    test_gt: dict[str, Any] | None,
+    wall_s: float,
+    segmenter: str,
+    uses_labels: bool,
+) -> dict[str, Any]:
+    """The run record (module docstring) of a finished run: the one place its keys are written.
+
+    Parameters
+    ----------
+    spec : RunSpec
+        The run.
+    result : TuningResult
+        Every evaluation; its ``budget`` is the record's (the suite's, except for a baseline that
+        evaluates a fixed design, e.g. gt-grid's 195 points).
+    op : OperatingPoint
+        The chosen trial and the rule that chose it.
+    test_gt : dict or None
+        Ground-truth metrics of the operating point on the test images.
+    wall_s : float
+        Seconds of the whole run.
+    segmenter : {"sam", "watershed"}
+        What produced the masks.
+    uses_labels : bool
+        True when ground truth of the tune images chose anything (an oracle).
+    """
+    rewards = result.rewards
+    curve = anytime_hypervolume(rewards)
+    # Same rewards on the same images as the task's SAM runs, so the task's front is the reference
+    # for every segmenter and tuner alike.
+    ref = load_reference_front(spec.suite, spec.task, reward_names=result.reward_names)
+    ref_hv = hypervolume(ref) if ref is not None else None
     front = rewards[result.front_indices] if len(rewards) else rewards
     return {
         "schema": RUN_SCHEMA,
@@ -172,7 +226,7 @@ def execute_run(
         "task": spec.task,
         "agent": spec.agent,
         "seed": spec.seed,
-        "budget": spec.suite.budget,
+        "budget": int(result.budget) if result.budget is not None else spec.suite.budget,
         "reward_names": list(result.reward_names),
         "result": result.to_dict(),
         "hypervolume_curve": [float(v) for v in curve],
@@ -186,8 +240,10 @@ def execute_run(
             "rewards": [float(v) for v in op.trial.rewards],
         },
         "test_gt": test_gt,
-        "wall_s": time.perf_counter() - t0,
+        "wall_s": float(wall_s),
         "versions": versions(),
+        "segmenter": segmenter,
+        "uses_labels": bool(uses_labels),
     }
 
 

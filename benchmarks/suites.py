@@ -1,7 +1,14 @@
-"""Benchmark suites as data: which tasks, agents, seeds, budget and search space.
+"""Benchmark suites as data: which tasks, agents, baselines, seeds, budget and search space.
 
 A suite is a TOML file (the shipped ones live in ``benchmarks/suites/``) parsed into a frozen
 :class:`Suite`. Names resolve to shipped files; anything else is read as a path.
+
+``agents`` are the tuners of SAM's AMG (registered agents: nsga2, random, grid, optuna, ...);
+``baselines`` are what a microscopist would do instead, run beside them with the same images,
+rewards, budget and seeds (:mod:`samstar_env.benchmarks.baselines`): ``watershed`` (a classical
+pipeline tuned by NSGA-II on the task's rewards) and ``gt-grid`` (micro-sam's threshold grid on SAM
+with the operating point chosen by GROUND TRUTH on the tune images: an oracle, its records say
+``"uses_labels": true``). Either list may name either kind; ``runs()`` covers agents then baselines.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from samstar_env.params import DEFAULT_DIMENSIONS, TILING_DIMENSIONS, Dimension,
 
 _FIELDS = {
     "name", "version", "description", "tasks", "agents", "seeds", "budget", "image_size", "n_images",
-    "n_test_images", "model", "space", "grids", "agent_options", "tile_shape", "halo",
+    "n_test_images", "model", "space", "grids", "agent_options", "tile_shape", "halo", "baselines",
 }
 
 
@@ -33,7 +40,7 @@ class Suite:
     version : int
         Bumped whenever a field that changes results changes.
     tasks, agents : tuple of str
-        Registered task and agent names.
+        Registered task and agent names (baseline names are accepted in ``agents`` too).
     seeds : tuple of int
         Named seeds; each (task, agent, seed) is one run.
     budget : int
@@ -55,6 +62,12 @@ class Suite:
         Tiles of the images (:mod:`samstar_env.engine.tiles`): 0 never tiles; None (the default)
         tiles images larger than twice the model's input automatically. ``space`` may also name the
         ``tile_shape`` and ``halo`` dimensions to tune them.
+    baselines : tuple of str
+        Baselines run after the agents (:data:`~samstar_env.benchmarks.baselines.BASELINES`:
+        ``watershed``, ``gt-grid``), each for every task and seed. Kept apart from ``agents`` so a
+        suite's list of tuners reads as such; ``samstar bench --agents`` replaces both lists.
+        ``agent_options["watershed"]`` updates the NSGA-II options it shares with ``nsga2``;
+        ``agent_options["gt-grid"]`` may set only ``batch_size``, ``iou_range`` and ``stability_range``.
     """
 
     name: str
@@ -73,12 +86,20 @@ class Suite:
     agent_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     tile_shape: int | None = None
     halo: int | None = None
+    baselines: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.budget < 1:
             raise InputError(f"suite {self.name!r}: budget must be >= 1, got {self.budget}")
         if not self.tasks or not self.agents or not self.seeds:
             raise InputError(f"suite {self.name!r}: tasks, agents and seeds must be non-empty")
+        from samstar_env.benchmarks.baselines import check_agent_names
+
+        # Caught here, when a suite file is read or --agents given, not hours into a suite.
+        check_agent_names((*self.agents, *self.baselines), source=f"suite {self.name!r}: agents and baselines")
+        twice = sorted({a for a in (*self.agents, *self.baselines) if (*self.agents, *self.baselines).count(a) > 1})
+        if twice:
+            raise InputError(f"suite {self.name!r}: {twice} listed more than once in agents and baselines; expected each name once")
 
     def param_space(self) -> ParamSpace:
         """The suite's search space."""
@@ -96,8 +117,8 @@ class Suite:
         return ParamSpace(dimensions=dims)
 
     def runs(self) -> list[tuple[str, str, int]]:
-        """Every (task, agent, seed), in a fixed order."""
-        return [(t, a, s) for t in self.tasks for a in self.agents for s in self.seeds]
+        """Every (task, agent or baseline, seed), in a fixed order (agents first, then baselines)."""
+        return [(t, a, s) for t in self.tasks for a in (*self.agents, *self.baselines) for s in self.seeds]
 
     def override(self, **changes: Any) -> Suite:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -114,6 +135,8 @@ class Suite:
             "grids": {k: list(v) for k, v in sorted(self.grids.items())}, "agent_options": self.agent_options,
             # Written only when set, so suites without tiles keep the form (and hashes) of earlier results.
             **{k: getattr(self, k) for k in ("tile_shape", "halo") if getattr(self, k) is not None},
+            # Likewise only when there are some: records of suites without baselines stay valid.
+            **({"baselines": list(self.baselines)} if self.baselines else {}),
         }
 
 
@@ -128,7 +151,7 @@ def suite_from_dict(data: dict[str, Any], *, source: str = "<dict>") -> Suite:
     d = dict(data)
     if "grids" in d:
         d["grids"] = {k: tuple(v) for k, v in dict(d["grids"]).items()}
-    for key in ("tasks", "agents", "seeds"):
+    for key in ("tasks", "agents", "seeds", "baselines"):
         if key in d:
             d[key] = tuple(d[key])
     if "image_size" in d:

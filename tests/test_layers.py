@@ -244,6 +244,8 @@ def test_no_module_imports_a_higher_layer():
         ("samstar_env.task", 3),
         ("samstar_env.task_file", 3),
         ("samstar_env.agents.nsga2", 4),
+        ("samstar_env.benchmarks.baselines", 5),
+        ("samstar_env.benchmarks.watershed", 5),
         ("samstar_env.stream", 5),
         ("samstar_env.stream.drift", 5),
         ("samstar_env.stream_watch", 5),

@@ -70,6 +70,21 @@ class Args:
     """skip tuning: only report an existing operating_point.json on emps-dev"""
 
 
+#: EMPS images carry no calibration: every script that tunes or scores them assumes 1 nm per px.
+EMPS_PIXEL_SIZE_NM = 1.0
+
+
+def emps_prior(diameter_range_nm: str = Args.diameter_range_nm) -> PhysicsPrior:
+    """The vague prior for EMPS images: any diameter in the range (nm, ``"lo,hi"``), any shape, 1 nm per px.
+
+    The one definition for the scripts that tune or score EMPS images (``operating_rules.py`` and
+    ``reward_fidelity.py`` import it), so they all measure the rewards the recommended operating
+    point was tuned with.
+    """
+    lo, hi = (float(v) for v in diameter_range_nm.split(","))
+    return PhysicsPrior(diameter_range_nm=(lo, hi), shape="irregular", modality="unknown", pixel_size_nm=EMPS_PIXEL_SIZE_NM)
+
+
 def training_images(args: Args) -> list:
     """The synthetic tasks' tune split plus the first emps-train images (never emps-dev)."""
     images = []
@@ -127,9 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         doc = json.loads(Path(args.validate).read_text())
         report_on_dev(AmgParams.from_dict(doc["params"]), model=args.model, n=args.dev_images)
         return 0
-    lo, hi = (float(v) for v in args.diameter_range_nm.split(","))
     images = training_images(args)
-    prior = PhysicsPrior(diameter_range_nm=(lo, hi), shape="irregular", modality="unknown", pixel_size_nm=1.0)
+    prior = emps_prior(args.diameter_range_nm)
     task = Task(name="generic", images=tuple(images), prior=prior, rewards=configure_suite("generic"),
                 space=operating_space(), model=args.model)
     problem = TuningProblem(task)

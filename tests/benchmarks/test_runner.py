@@ -71,7 +71,7 @@ def test_records_follow_the_schema(local_run, suite):
     assert {(r["task"], r["agent"]) for r in summary["table"]} == {
         (t, a) for t in ("perovskite", "ito") for a in ("nsga2", "random")
     }
-    assert json.loads((out / "summary.json").read_text())["schema"] == "samstar-bench-summary/1"
+    assert json.loads((out / "summary.json").read_text())["schema"] == "samstar-bench-summary/2"
 
 
 def test_finished_runs_are_skipped_and_partial_ones_rerun(local_run, suite):
@@ -168,8 +168,8 @@ def test_dask_local_cluster_equals_local(local_run, suite, tmp_path):
 
 def test_suites_load_and_reject_bad_input(tmp_path):
     quick = load_suite("quick")
-    assert quick.budget <= 10 and len(quick.seeds) == 2
-    assert len(load_suite("default").runs()) == 3 * 4 * 10
+    assert quick.budget <= 30 and len(quick.seeds) == 2
+    assert len(load_suite("default").runs()) == 3 * (4 + 2) * 10  # 4 agents + the watershed and gt-grid baselines
     with pytest.raises(ValueError, match="unknown suite key"):
         suite_from_dict({"name": "x", "tasks": ["ito"], "agents": ["random"], "seeds": [0], "budget": 1, "budgett": 2})
     with pytest.raises(FileNotFoundError, match="neither a shipped suite"):
@@ -282,3 +282,20 @@ def test_suites_tile_as_told_or_automatically(suite):
     assert tuned.names[1:] == ("tile_shape", "halo")
     with pytest.raises(Exception, match="tile_shape 16 is smaller than the halo 40"):
         base(tile_shape=16, halo=40)
+
+
+def test_quick_suite_tells_nsga2_from_random():
+    # Quick suite version 1 gave NSGA-II a budget equal to its population, so NSGA-II never left
+    # its initial sample and evaluated exactly what random search did. Now it has generations to
+    # spend: after the first population the two tuners evaluate different parameters. The real
+    # suite on the shipped model, one task and seed (128 px: two cheap decodes).
+    from samstar_env.benchmarks.runner import RunSpec, execute_run
+
+    quick = load_suite("quick")
+    pop = quick.agent_options["nsga2"]["pop_size"]
+    assert quick.budget >= 3 * pop
+    records = {a: execute_run(RunSpec(quick, "perovskite", a, 0)) for a in ("nsga2", "random")}
+    params = {a: [json.dumps(t["params"], sort_keys=True) for t in r["result"]["trials"]] for a, r in records.items()}
+    assert len(params["nsga2"]) == len(params["random"]) == quick.budget
+    assert params["nsga2"][pop:] != params["random"][pop:]
+    assert set(params["nsga2"][pop:]) - set(params["random"])  # offspring random search never drew
