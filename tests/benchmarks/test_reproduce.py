@@ -14,16 +14,15 @@ import pytest
 
 from samstar_env.benchmarks.reproduce import (
     AUCO_OBJECTIVES,
-    PAPER,
     SCHEMA,
-    Point,
     ReproduceConfig,
-    _rows_a,
-    _rows_b,
-    _rows_c,
     experiment_ids,
     reproduce,
 )
+from samstar_env.benchmarks.reproduce_table import PAPER, Point
+from samstar_env.benchmarks.reproduce_table import rows_a as _rows_a
+from samstar_env.benchmarks.reproduce_table import rows_b as _rows_b
+from samstar_env.benchmarks.reproduce_table import rows_c as _rows_c
 from samstar_env.params import AmgParams
 from tests.conftest import TEST_SAM_CONFIG
 from tests.engine.conftest import _blob_image
@@ -128,7 +127,7 @@ def test_figures_are_valid_pngs(run):
 def test_json_schema_and_numbers_match_recomputed_ground_truth(run, checkpoint):
     from samstar_env.agents import TuningResult
     from samstar_env.agents.operating_points import DEFAULT_RULE, choose
-    from samstar_env.benchmarks.reproduce import Stat
+    from samstar_env.benchmarks.reproduce_table import Stat
     from samstar_env.metrics.ground_truth import gt_metrics
     from samstar_env.models.registry import recommended_params
     from samstar_env.problem import TuningProblem, shared_engine
@@ -257,7 +256,7 @@ def test_rows_agree_only_when_the_numbers_match_the_paper():
 
 
 def test_stat_and_paired_change():
-    from samstar_env.benchmarks.reproduce import Change, Stat, paired_change
+    from samstar_env.benchmarks.reproduce_table import Change, Stat, paired_change
 
     s = Stat.of([1.0, 2.0, 3.0, 4.0])
     assert (s.mean, s.n) == (2.5, 4) and s.se == pytest.approx(np.std([1, 2, 3, 4], ddof=1) / 2)

@@ -28,7 +28,7 @@ not yet generated: run it
 Text below.
 """
 
-TINY = ["--random-model", "--n-params", "2", "--n-images", "1", "--size", "64", "--points-per-side", "8", "--n-resamples", "100"]
+TINY = ["--random-model", "--n-params", "2", "--min-used", "0", "--n-images", "1", "--size", "64", "--points-per-side", "8", "--n-resamples", "100"]
 RESULT_FIELDS = {"dataset", "n_params", "n_params_used", "agreement", "preset_rewards", "best_reward", "worst_reward",
                  "table", "table_with_masks", "n_with_masks", "f1_range", "rows", "seconds", "seconds_by_stage"}
 
@@ -149,3 +149,33 @@ def test_unknown_dataset_is_a_usage_error(rf, capsys) -> None:
 def test_doctests_of_the_script_pass(rf) -> None:
     result = doctest.testmod(rf)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_draws_continue_until_enough_sets_segment_every_image(rf) -> None:
+    # A stand-in segmenter that keeps one mask for draws above 0.5 and none below: with
+    # min_used 5 the script keeps drawing (the same sequence) until five sets segmented every image.
+    from samstar_env.data import Micrograph
+    from samstar_env.engine.maskset import MaskSet
+
+    img = np.zeros((32, 32), np.float32)
+    img[8:16, 8:16] = 1.0
+    labels = np.zeros((32, 32), np.int32)
+    labels[8:16, 8:16] = 1
+    m = Micrograph(img, labels=labels, modality="haadf")
+
+    class P(float):
+        def to_dict(self):
+            return {"x": float(self)}
+
+    def segment(im, p):
+        return MaskSet.from_masks((labels == 1)[None]) if p > 0.5 else MaskSet.empty(im.shape)
+
+    ds = rf.Dataset("ito", (m,), rf.prior("ito"), "ito", "synthetic")
+    draw = lambda rng: P(rng.uniform())  # noqa: E731
+    rows, _ = rf.evaluate_dataset(ds, segment, draw, names=["coverage"], n_params=2, seed=0, min_used=5, max_params=100)
+    used = [r["min_masks"] > 0 for r in rows]
+    assert sum(used) == 5 and used[-1] and len(rows) >= 5
+    capped, _ = rf.evaluate_dataset(ds, segment, draw, names=["coverage"], n_params=2, seed=0, min_used=50, max_params=7)
+    assert len(capped) == 7
+    n = min(len(rows), 7)  # the same draws in the same order, however many are taken
+    assert [r["params"] for r in capped[:n]] == [r["params"] for r in rows[:n]]
