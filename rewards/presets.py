@@ -56,6 +56,11 @@ ito         +0.72 / +0.86                   +0.81 / +0.86                   +0.6
 auco        +0.80 / +0.69                   +0.80 / +0.69                   +0.67 / +0.71
 ==========  ==============================  ==============================  ===================
 
+The table above is history (2 images per task, 150 draws, all sets). The current figures, rewards
+version 3 with emps-dev beside the synthetic tasks (4 images each, at least 150 sets that segment
+every image, 95 % bootstrap intervals), are in the README ("Do the rewards agree with ground
+truth?"), rewritten by ``python benchmarks/scripts/reward_fidelity.py --readme README.md``.
+
 Version 2 takes every per-mask mean over at least half the LoG particle count (``count_floor``):
 as plain means, one clean mask scored as high as a clean segmentation of every particle, which
 left ``overlap_fidelity`` (+0.10 / +0.08 alone on perovskite), ``duplicate_free`` (+0.02 / -0.12)

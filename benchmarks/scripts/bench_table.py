@@ -11,7 +11,7 @@ Agents that read ground-truth labels are named ``"<agent> (labels)"``.
 the same records leaves the file as it was. ``--run`` first runs the suite into the folder, in this
 process and resumable (finished runs are kept). Run from the repo root::
 
-    python benchmarks/scripts/bench_table.py --run --readme README.md
+    python benchmarks/scripts/bench_table.py --run --workers 2 --readme README.md
     python benchmarks/scripts/bench_table.py --folder bench/quick
 """
 
@@ -37,6 +37,9 @@ class Args:
     """with --run: the suite to run (a shipped name or a TOML path)"""
     run: bool = False
     """first run the suite into --folder (resumable: finished runs are skipped)"""
+    workers: int = 0
+    """with --run: 0 runs the suite in this process; N > 0 on a Dask LocalCluster of N worker processes
+    (as `samstar bench --executor dask --workers N`: the same records, only wall times differ)"""
     readme: str = ""
     """also write the table between the markers of this Markdown file"""
     marker: str = "bench-default"
@@ -86,7 +89,8 @@ def markdown_block(folder: str | Path) -> str:
     header = (
         f"Suite `{suite.get('name', folder.name)}`{f' ({what})' if what else ''}: {len(records)} runs in "
         f"`{folder.as_posix()}`, made into this table by `python benchmarks/scripts/bench_table.py`. "
-        "Mean ± standard error over seeds; test F1@0.5 and mSA of each run's knee point on held-out images."
+        "Mean ± standard error over seeds; test F1@0.5 and mSA of each run's operating point on its held-out images "
+        "(the default label-free rule; gt-grid: the best mSA on the tune images' labels); wall s per run."
     )
     return "\n\n".join(
         [header, format_table(summary, metrics=TABLE_METRICS, rank=False), format_ranks(summary), format_normalization(summary)]
@@ -99,7 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         from samstar_env.benchmarks.runner import run_suite
         from samstar_env.benchmarks.suites import load_suite
 
-        run_suite(load_suite(args.suite), args.folder)
+        executor = None
+        if args.workers > 0:
+            from samstar_env.benchmarks.executors import DaskExecutor
+
+            executor = DaskExecutor(n_workers=args.workers)
+        try:
+            run_suite(load_suite(args.suite), args.folder, executor=executor)
+        finally:
+            if executor is not None:
+                executor.close()
     block = markdown_block(args.folder)
     print(block)
     if args.readme:
