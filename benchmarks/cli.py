@@ -23,7 +23,7 @@ def _bench(args: argparse.Namespace) -> int:
     from samstar_env.benchmarks.executors import DaskExecutor, LocalExecutor, dask_evaluator
     from samstar_env.benchmarks.runner import run_suite
     from samstar_env.benchmarks.suites import load_suite
-    from samstar_env.benchmarks.summary import format_table
+    from samstar_env.benchmarks.summary import format_ranks, format_table
 
     suite = load_suite(args.suite).override(
         agents=tuple(a for a in args.agents.split(",") if a) if args.agents else None,
@@ -50,6 +50,7 @@ def _bench(args: argparse.Namespace) -> int:
         if close:
             close()
     print(format_table(summary))
+    print(format_ranks(summary))
     print(f"results: {args.out}/runs/*.json, summary: {args.out}/summary.json; render with `samstar report {args.out} -o report.html`")
     return 0
 
