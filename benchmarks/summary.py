@@ -79,7 +79,8 @@ def mean_se(values: Iterable[float | None]) -> tuple[float, float, int]:
     v = np.array([x for x in values if x is not None and np.isfinite(x)], np.float64)
     if len(v) == 0:
         return float("nan"), float("nan"), 0
-    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else 0.0
+    # Identical values (a deterministic agent over seeds) have SE exactly 0, not float round-off.
+    se = float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 and np.ptp(v) > 0 else 0.0
     return float(v.mean()), se, int(len(v))
 
 
