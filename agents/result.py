@@ -35,6 +35,13 @@ PRIORITIES: dict[str, dict[str, float]] = {
 }
 
 
+def _gt_value(v: Any) -> Any:
+    """A ground-truth metric as JSON: numbers as float; labels (``size_unit``) and undefined (None) as they are."""
+    if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)):
+        return float(v)
+    return v
+
+
 @dataclass(frozen=True, eq=False)
 class Trial:
     """One evaluation.
@@ -91,7 +98,7 @@ class Trial:
             "params": self.params.to_dict(),
             "rewards": [float(v) for v in self.rewards],
             "cost_s": float(self.cost_s),
-            "gt": None if self.gt is None else {k: float(v) for k, v in self.gt.items()},
+            "gt": None if self.gt is None else {k: _gt_value(v) for k, v in self.gt.items()},
             "n_masks": list(self.n_masks),
         }
 

@@ -44,3 +44,4 @@ def test_choose_dispatches_every_rule():
         choose(res, "count")
     with pytest.raises(InputError, match="unknown operating-point rule 'best'"):
         choose(res, "best")
+

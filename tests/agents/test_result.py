@@ -69,3 +69,11 @@ def test_json_round_trip(tmp_path):
     op = res.knee()
     (tmp_path / "best.json").write_text(json.dumps(op.to_dict(res.reward_names)))
     assert AmgParams.from_json(str(tmp_path / "best.json")) == op.trial.params
+
+
+def test_trial_round_trips_ground_truth_labels_and_undefined_metrics():
+    # gt_metrics returns a unit label and None where a metric is undefined; a trial keeps both.
+    t = Trial(0, np.zeros(1), AmgParams(), [0.1], 0.0, gt={"f1": 0.5, "size_unit": "px", "occluded_recall": None})
+    d = t.to_dict()
+    assert d["gt"] == {"f1": 0.5, "size_unit": "px", "occluded_recall": None}
+    assert Trial.from_dict(d).gt == d["gt"]
