@@ -359,7 +359,7 @@ class WatershedProblem:
             As :meth:`samstar_env.problem.TuningProblem.evaluate` returns, with ``params`` the
             :class:`WatershedParams`.
         """
-        from samstar_env.problem import Evaluation, _mean_metrics
+        from samstar_env.problem import Evaluation, mean_metrics
 
         if not isinstance(params, WatershedParams):
             raise TypeError(f"WatershedProblem.evaluate: params must be WatershedParams, got {type(params).__name__}")
@@ -386,6 +386,6 @@ class WatershedProblem:
             cost_s=time.perf_counter() - t0,
             n_masks=tuple(n_masks),
             per_image=tuple(vectors),
-            gt=_mean_metrics(gts) if gts else None,
+            gt=mean_metrics(gts) if gts else None,
             details={"rewards": details},
         )

@@ -114,12 +114,19 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def _mean_metrics(per_image: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """Average ground-truth metric dicts over images, key by key.
+def mean_metrics(per_image: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Average ground-truth metric dicts over images, key by key (what :attr:`Evaluation.gt` holds).
 
     Numbers (counts included) become the mean over the images where they are defined; a metric
     undefined (``None``) on every image stays ``None``; non-numeric values (e.g. ``size_unit``) are
-    kept when every image agrees and listed per image otherwise.
+    kept when every image agrees and listed per image otherwise. Public so that another segmenter's
+    problem (the watershed baseline's) averages exactly as this one does.
+
+    Examples
+    --------
+    >>> mean_metrics([{"f1": 0.5, "occluded_recall": None, "size_unit": "px"},
+    ...               {"f1": 1.0, "occluded_recall": 0.2, "size_unit": "px"}])
+    {'f1': 0.75, 'occluded_recall': 0.2, 'size_unit': 'px'}
     """
     out: dict[str, Any] = {}
     for key in per_image[0]:
@@ -347,7 +354,7 @@ class TuningProblem:
 
                 gts.append(gt_metrics(masks, im))
         cost = time.perf_counter() - t0
-        gt = _mean_metrics(gts) if gts else None
+        gt = mean_metrics(gts) if gts else None
         return Evaluation(
             params=params,
             rewards=np.mean(vectors, axis=0).astype(np.float32),
