@@ -225,7 +225,7 @@ def test_boundary_contrast_edges_vs_cuts(sphere_prior):
     assert good > cut > background
 
 
-def test_small_particles_and_aggregates_are_antagonistic():
+def _small_and_aggregate_scene():
     # 12 small particles (d = 8 px) and one 40 px aggregate; small/aggregate split at 16 nm.
     small = [draw_disk(S, (12 + 20 * (k // 6), 12 + 20 * (k % 6)), 4) for k in range(6)]
     small += [draw_disk(S, (112, 12 + 20 * k), 4) for k in range(6)]
@@ -233,6 +233,11 @@ def test_small_particles_and_aggregates_are_antagonistic():
     agg[60:100, 40:80] = True
     img = Micrograph(render(S, [*small, agg]), pixel_size_nm=1.0, modality="haadf")
     prior = PhysicsPrior((4.0, 60.0), shape="irregular", pixel_size_nm=1.0, small_max_nm=16.0)
+    return small, agg, img, prior
+
+
+def test_small_particles_and_aggregates_are_antagonistic():
+    small, agg, img, prior = _small_and_aggregate_scene()
     quarters = [np.zeros(S, bool) for _ in range(4)]
     for k, (r, c) in enumerate([(60, 40), (60, 60), (80, 40), (80, 60)]):
         quarters[k][r : r + 20, c : c + 20] = True
@@ -243,16 +248,6 @@ def test_small_particles_and_aggregates_are_antagonistic():
     assert aggregate_coverage(coarse, img, prior) > 0.85  # foreground a pixel wider than the square
     assert aggregate_coverage(fine, img, prior) < 0.3
 
-
-
-def _small_and_aggregate_scene():
-    small = [draw_disk(S, (12 + 20 * (k // 6), 12 + 20 * (k % 6)), 4) for k in range(6)]
-    small += [draw_disk(S, (112, 12 + 20 * k), 4) for k in range(6)]
-    agg = np.zeros(S, bool)
-    agg[60:100, 40:80] = True
-    img = Micrograph(render(S, [*small, agg]), pixel_size_nm=1.0, modality="haadf")
-    prior = PhysicsPrior((4.0, 60.0), shape="irregular", pixel_size_nm=1.0, small_max_nm=16.0)
-    return small, agg, img, prior
 
 
 def test_small_particle_detection_keeps_falling_with_spurious_masks():
