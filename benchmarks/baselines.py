@@ -26,21 +26,33 @@
     stays micro-sam's 0.025) for a model whose predicted IoU is calibrated otherwise: samstar-tiny
     predicts IoUs below 0.6 on the synthetic tasks, so micro-sam's own ranges keep no mask there.
 
-Both write records through :func:`~samstar_env.benchmarks.runner.run_record`, so their keys are
-those of every run (``samstar-bench-run/1``), and both run under the local and the Dask executors
-(through :func:`~samstar_env.benchmarks.runner.execute_run`, which hands them here).
+``vanilla``
+    No tuning: the model's recommended operating point, what ``samstar segment`` uses without
+    ``--params`` (:func:`~samstar_env.models.registry.recommended_params`; SAM's defaults for a
+    checkpoint without one). One evaluation, scored by the task's rewards and on the test images
+    as every run is; the record's ``operating_point`` rule says where the parameters came from.
+``sam-defaults``
+    No tuning: ``SamAutomaticMaskGenerator``'s defaults (:class:`~samstar_env.params.AmgParams` as
+    constructed, or SAM 2's for a SAM 2 suite), what a user of plain SAM gets. One evaluation.
+
+Every baseline writes its record through :func:`~samstar_env.benchmarks.runner.run_record`, so its
+keys are those of every run (``samstar-bench-run/1``), and every one runs under the local and the
+Dask executors (through :func:`~samstar_env.benchmarks.runner.execute_run`, which hands them here).
+The two fixed points do not depend on the seed: every seed repeats the same evaluation (a cached
+replay after the first), which keeps the suite's task x agent x seed table rectangular for the
+summary's rank tests.
 
 Examples
 --------
 >>> GT_GRID_POINTS
 195
 >>> sorted(BASELINES)
-['gt-grid', 'watershed']
+['gt-grid', 'sam-defaults', 'vanilla', 'watershed']
 >>> check_agent_names(["nsga2", "watershed"], source="--agents")
 >>> check_agent_names(["nsga"], source="--agents")
 Traceback (most recent call last):
 ...
-samstar_env.errors.InputError: --agents: unknown agent(s) ['nsga']; expected agents [...] or baselines ['watershed', 'gt-grid']
+samstar_env.errors.InputError: --agents: unknown agent(s) ['nsga']; expected agents [...] or baselines ['watershed', 'gt-grid', 'vanilla', 'sam-defaults']
 """
 
 from __future__ import annotations
@@ -63,6 +75,8 @@ from samstar_env.errors import InputError
 BASELINES: dict[str, str] = {
     "watershed": "classical threshold + distance-transform watershed, its parameters tuned by NSGA-II on the task's rewards",
     "gt-grid": "micro-sam's pred_iou x stability grid on SAM, operating point by tune-image ground truth (an oracle: uses labels)",
+    "vanilla": "no tuning: the model's recommended operating point (what `samstar segment` uses without --params)",
+    "sam-defaults": "no tuning: SamAutomaticMaskGenerator's default parameters",
 }
 
 
@@ -131,6 +145,8 @@ def execute_baseline(
         return run_watershed(spec, evaluator=evaluator, overlay_dir=overlay_dir)
     if spec.agent == "gt-grid":
         return run_gt_grid(spec, evaluator=evaluator, overlay_dir=overlay_dir)
+    if spec.agent in ("vanilla", "sam-defaults"):
+        return run_fixed_point(spec, overlay_dir=overlay_dir)
     raise InputError(f"run {spec.run_id!r}: {spec.agent!r} is not a baseline; expected one of {list(BASELINES)}")
 
 
@@ -237,6 +253,76 @@ def run_gt_grid(
             im = problem.task.test_images[0]
             save_overlay(overlay_dir, spec, im, problem.engine.generate(im, op.trial.params), test_gt)
     return run_record(spec, result, op, test_gt=test_gt, wall_s=time.perf_counter() - t0, segmenter="sam", uses_labels=True)
+
+
+def fixed_params(agent: str, *, model: Any, base: Any = None, backbone: str = "sam1") -> tuple[Any, str]:
+    """The parameters of a fixed-point baseline and where they come from.
+
+    Parameters
+    ----------
+    agent : {"vanilla", "sam-defaults"}
+        ``vanilla``: ``model``'s recommended point (:func:`~samstar_env.models.registry.recommended_params`);
+        ``sam-defaults``: SAM's (SAM 2's for ``backbone="sam2"``) default AMG parameters.
+    model : str, path or module
+        The suite's model.
+    base : AmgParams, optional
+        The run space's base: its tiling (``tile_shape``, ``halo``) is kept, since how a large image
+        is cut is the suite's choice, not the model's operating point.
+
+    Examples
+    --------
+    >>> params, source = fixed_params("sam-defaults", model="samstar-tiny")
+    >>> params.pred_iou_thresh, params.points_per_side, source
+    (0.88, 32, "SAM's defaults")
+    """
+    from samstar_env.models.registry import recommended_params
+    from samstar_env.params import TILING_FIELDS, AmgParams, Sam2AmgParams
+
+    if agent == "vanilla":
+        params, source = recommended_params(model, backbone=backbone)
+    elif agent == "sam-defaults":
+        params, source = (Sam2AmgParams(), "SAM 2's defaults") if backbone == "sam2" else (AmgParams(), "SAM's defaults")
+    else:
+        raise InputError(f"{agent!r} is not a fixed-point baseline; expected 'vanilla' or 'sam-defaults'")
+    if base is not None:
+        params = dataclasses.replace(params, **{k: getattr(base, k) for k in TILING_FIELDS})
+    return params, source
+
+
+def run_fixed_point(spec: RunSpec, *, overlay_dir: str | Path | None = None) -> dict[str, Any]:
+    """The ``vanilla`` and ``sam-defaults`` baselines: one fixed parameter set, scored as every run is.
+
+    The result holds one trial (its action is the parameters encoded in the suite's space, clipped
+    to it, for the record only); the operating point is that trial, with the rule ``fixed:<name>``
+    (``fixed:vanilla``, ``fixed:sam-defaults``) and the parameters' source in its detail and in the
+    result's ``metadata["params_source"]`` (e.g. "samstar-tiny's recommended operating point (...)").
+    """
+    from samstar_env.agents.result import Trial
+    from samstar_env.problem import shared_engine
+
+    t0 = time.perf_counter()
+    problem = build_problem(spec)
+    params, source = fixed_params(spec.agent, model=spec.suite.model, base=problem.search_space.base,
+                                  backbone=shared_engine(spec.suite.model).backbone)
+    ev = problem.evaluate(params)
+    trial = Trial.from_evaluation(0, problem.search_space.encode(params), ev)
+    result = TuningResult(
+        agent=spec.agent,
+        seed=spec.seed,
+        reward_names=tuple(problem.reward_names),
+        trials=(trial,),
+        task=spec.task,
+        budget=1,
+        metadata={"tuner": "none", "segmenter": "sam", "params_source": source},
+    )
+    op = OperatingPoint(f"fixed:{spec.agent}", trial, {"params_source": source})
+    test_gt = None
+    if problem.task.test_images:
+        test_gt = sam_test_gt(problem, params)
+        if overlay_dir is not None:
+            im = problem.task.test_images[0]
+            save_overlay(overlay_dir, spec, im, problem.engine.generate(im, params), test_gt)
+    return run_record(spec, result, op, test_gt=test_gt, wall_s=time.perf_counter() - t0, segmenter="sam", uses_labels=False)
 
 
 def numeric_metrics(gt: Any) -> dict[str, float] | None:

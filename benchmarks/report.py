@@ -78,6 +78,11 @@ def hypervolume_figure(records: list[dict[str, Any]], task: str) -> Any:
         arr = np.array([c[:n] for c in curves])
         mean = arr.mean(axis=0)
         se = arr.std(axis=0, ddof=1) / np.sqrt(len(arr)) if len(arr) > 1 else np.zeros(n)
+        if n == 1:
+            # An untuned baseline (vanilla, sam-defaults) is one evaluation: a level, not a curve.
+            longest = max(len(r["hypervolume_curve"]) for r in records if r["task"] == task)
+            ax.plot([1, max(longest, 2)], [mean[0], mean[0]], ls=":", lw=1.2, label=f"{labels[agent]}, untuned (n={len(arr)})")
+            continue
         x = np.arange(1, n + 1)
         ax.plot(x, mean, label=f"{labels[agent]} (n={len(arr)})")
         ax.fill_between(x, mean - se, mean + se, alpha=0.2)

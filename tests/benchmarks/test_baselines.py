@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 from skimage.draw import disk
@@ -208,12 +210,12 @@ def test_summary_of_mixed_records(bench, tmp_path):
 
 def test_suites_name_baselines_and_reject_unknown_agents(suite):
     default = load_suite("default")
-    assert default.agents == ("nsga2", "random", "grid", "optuna") and default.baselines == ("watershed", "gt-grid")
-    assert default.version == 2 and len(default.runs()) == 3 * 6 * 10
+    assert default.agents == ("nsga2", "random", "grid", "optuna") and default.baselines == ("watershed", "gt-grid", "vanilla", "sam-defaults")
+    assert default.version == 3 and len(default.runs()) == 3 * 8 * 10
     assert "baselines" not in load_suite("quick").to_dict()  # suites without baselines keep their form
     assert suite_from_dict(suite.to_dict(), source="x") == suite
     assert suite.runs()[-2:] == [("perovskite", "watershed", 0), ("perovskite", "gt-grid", 0)]
-    with pytest.raises(InputError, match=r"unknown agent\(s\) \['nsga'\]; expected agents \[.*'nsga2'.*\] or baselines \['watershed', 'gt-grid'\]"):
+    with pytest.raises(InputError, match=r"unknown agent\(s\) \['nsga'\]; expected agents \[.*'nsga2'.*\] or baselines \['watershed', 'gt-grid', 'vanilla', 'sam-defaults'\]"):
         suite.override(agents=("nsga",))
     with pytest.raises(InputError, match="listed more than once"):
         suite.override(agents=("watershed",))
@@ -239,3 +241,40 @@ def test_bench_cli_runs_baselines_by_name(suite, tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", str(toml), "--agents", "watershed,nope", "--out", str(tmp_path / "o")]) == 2
     assert "unknown agent(s) ['nope']" in capsys.readouterr().err
+
+
+def test_fixed_point_baselines_score_one_parameter_set(suite, checkpoint, tmp_path):
+    from samstar_env.models.registry import register_model
+    from samstar_env.params import AmgParams
+
+    # A registered model with its own operating point: vanilla runs that point, sam-defaults SAM's.
+    point = AmgParams(points_per_side=8, pred_iou_thresh=0.0, stability_score_thresh=0.0, box_nms_thresh=0.5)
+    # (A copy: the registry also knows a model by its path, and the suite's checkpoint stays unregistered.)
+    registered = tmp_path / "registered.pt"
+    registered.write_bytes(Path(checkpoint).read_bytes())
+    register_model("test-fixed-point", registered, operating_point=point.to_dict())
+    fixed = suite.override(model="test-fixed-point", agents=("vanilla",), baselines=("sam-defaults",), seeds=(0, 1))
+    out = tmp_path / "fixed"
+    summary = run_suite(fixed, out, progress=None)
+    recs = {(a, s): read_run(out / "runs" / f"perovskite__{a}__s{s}.json") for a in ("vanilla", "sam-defaults") for s in (0, 1)}
+    van, sam = recs[("vanilla", 0)], recs[("sam-defaults", 0)]
+    assert van is not None and sam is not None
+    assert AmgParams.from_dict(van["operating_point"]["params"]) == point
+    assert AmgParams.from_dict(sam["operating_point"]["params"]) == AmgParams()
+    assert (van["operating_point"]["rule"], sam["operating_point"]["rule"]) == ("fixed:vanilla", "fixed:sam-defaults")
+    assert "test-fixed-point's recommended operating point" in van["result"]["metadata"]["params_source"]
+    assert sam["result"]["metadata"]["params_source"] == "SAM's defaults"
+    for rec in (van, sam):
+        assert rec["budget"] == 1 and len(rec["result"]["trials"]) == 1 and len(rec["hypervolume_curve"]) == 1
+        assert (rec["uses_labels"], rec["segmenter"]) == (False, "sam") and rec["test_gt"] is not None
+        assert rec["operating_point"]["rewards"] == rec["result"]["trials"][0]["rewards"]
+    # The two points differ (SAM's pred_iou 0.88 keeps fewer of the random model's masks), and a
+    # fixed point does not depend on the seed.
+    assert van["result"]["trials"][0]["n_masks"] != sam["result"]["trials"][0]["n_masks"]
+    for a in ("vanilla", "sam-defaults"):
+        assert _params_and_rewards(recs[(a, 0)]) == _params_and_rewards(recs[(a, 1)])
+    assert {row["agent"] for row in summary["table"]} == {"vanilla", "sam-defaults"}
+    # An unregistered checkpoint has no operating point: vanilla falls back to SAM's defaults.
+    rec = execute_run(RunSpec(suite, "perovskite", "vanilla", 0))
+    assert AmgParams.from_dict(rec["operating_point"]["params"]) == AmgParams()
+    assert rec["result"]["metadata"]["params_source"] == "SAM's defaults"

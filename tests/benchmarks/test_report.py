@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from samstar_env.benchmarks.report import cd_figure, write_report
+from samstar_env.benchmarks.report import cd_figure, hypervolume_figure, write_report
 from samstar_env.benchmarks.runner import RUN_SCHEMA
 from samstar_env.benchmarks.summary import rank_agents
 from tests.script_helpers import load_script
@@ -94,6 +94,21 @@ def test_cd_figure_titles_the_test_and_is_none_without_one():
         plt.close(fig)
     two = rank_agents(_records(("nsga2", "random"), n_tasks=2, n_seeds=3))
     assert two["test"] == "wilcoxon" and cd_figure(two) is None
+
+
+def test_untuned_baseline_is_a_level_across_the_curves():
+    import matplotlib.pyplot as plt
+
+    recs = _records(("nsga2",), n_tasks=1, n_seeds=2)
+    recs += [_record("task0", "vanilla", s, 0.3, hypervolume_curve=[0.3]) for s in range(2)]
+    fig = hypervolume_figure(recs, "task0")
+    try:
+        lines = {ln.get_label(): ln for ln in fig.axes[0].get_lines()}
+        flat = lines["vanilla, untuned (n=2)"]
+        assert list(flat.get_xdata()) == [1, 3] and list(flat.get_ydata()) == [0.3, 0.3]  # spans the tuners' 3 evaluations
+        assert list(lines["nsga2 (n=2)"].get_xdata()) == [1, 2, 3]
+    finally:
+        plt.close(fig)
 
 
 def test_report_without_a_diagram_says_why(tmp_path, monkeypatch):
