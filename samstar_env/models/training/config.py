@@ -95,6 +95,12 @@ class TrainConfig:
     """Weight of the dice loss (SAM: 1)."""
     iou_weight: float = 1.0
     """Weight of the IoU-head MSE loss."""
+    dense_weight: float = 0.0
+    """Weight of the dense auxiliary loss (:mod:`~samstar_env.models.training.dense`; 0: off, as SAM trains).
+
+    A 1x1 head on the mask decoder's upscaled features predicts particle foreground and instance
+    boundaries for every pixel, so the encoder and the upscaling path that draws mask outlines learn
+    from the whole image each step, not only from the prompts' masks. The head is training state only."""
     tasks: tuple[str, ...] = DEFAULT_TASKS
     """Synthetic tasks to draw from."""
     shapes_fraction: float = 0.0

@@ -29,6 +29,7 @@ from samstar_env.errors import InputError, MissingFileError
 from samstar_env.models.checkpoint import checkpoint_config, load_checkpoint, save_checkpoint
 from samstar_env.models.tiny import build_tiny_sam, count_parameters
 from samstar_env.models.training.config import TrainConfig, config_to_dict
+from samstar_env.models.training.dense import DenseHead
 from samstar_env.models.training.losses import batch_loss
 from samstar_env.models.training.pools import ImagePool, build_pools
 from samstar_env.models.training.samples import batch_source
@@ -115,7 +116,8 @@ def _resume_path(config: TrainConfig) -> Path:
 
 
 def _save_resume_state(
-    config: TrainConfig, sam: Sam, opt: torch.optim.Optimizer, step: int, rng: np.random.Generator, elapsed_s: float
+    config: TrainConfig, sam: Sam, opt: torch.optim.Optimizer, step: int, rng: np.random.Generator, elapsed_s: float,
+    dense_head: torch.nn.Module | None = None,
 ) -> None:
     """Everything a resumed run needs (``<run_dir>/checkpoint.pt``): weights, optimizer, step, rng states."""
     path = _resume_path(config)
@@ -130,6 +132,7 @@ def _save_resume_state(
             "numpy_rng": rng.bit_generator.state,
             "torch_rng": torch.get_rng_state(),
             "config": config_to_dict(config),
+            **({"dense_head": dense_head.state_dict()} if dense_head is not None else {}),
         },
         tmp,
     )
@@ -187,7 +190,15 @@ def train(
         copy_decoder(load_checkpoint(config.init_decoder_weights), sam, source=config.init_decoder_weights)
     sam = sam.to(device)
     sam.train()
-    opt = torch.optim.AdamW(sam.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    dense_head = None
+    if config.dense_weight > 0:
+        # Its own seeded draw, leaving the global generator as a run without the head has it.
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            dense_head = DenseHead(sam).to(device)
+        dense_head.train()
+    params = [*sam.parameters(), *(dense_head.parameters() if dense_head is not None else ())]
+    opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     rng = np.random.default_rng(config.seed)
     step, elapsed_before = 0, 0.0
     ckpt = _resume_path(config)
@@ -196,6 +207,10 @@ def train(
             raise MissingFileError(f"--resume: no checkpoint at {ckpt}")
         state = torch.load(ckpt, map_location=device, weights_only=False)
         sam.load_state_dict(state["model"])
+        if dense_head is not None:
+            if "dense_head" not in state:
+                raise InputError(f"--resume: {ckpt} has no dense head; the run was started with dense_weight 0")
+            dense_head.load_state_dict(state["dense_head"])
         opt.load_state_dict(state["optimizer"])
         rng.bit_generator.state = state["numpy_rng"]
         # map_location moved every tensor to the device; the CPU generator state must stay on the CPU.
@@ -250,11 +265,11 @@ def train(
         t_wait = time.monotonic()
         samples = next(batches)
         window_wait += time.monotonic() - t_wait
-        loss, parts = batch_loss(sam, samples, config=config, step=step)
+        loss, parts = batch_loss(sam, samples, config=config, step=step, dense_head=dense_head)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(sam.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(params, config.grad_clip)
         opt.step()
         step += 1
         window_steps += 1
@@ -277,13 +292,14 @@ def train(
             print(
                 f"step {step}/{config.max_steps} loss {loss_value:.4f} focal {parts['focal']:.4f} "
                 f"dice {parts['dice']:.3f} iou_mse {parts['iou_mse']:.4f} mIoU {parts['miou']:.3f} "
-                f"lr {lr:.2e} {its:.2f} it/s data-wait {wait_share:.0%} ETA {int(left // 60)}:{int(left % 60):02d}",
+                + (f"dense {parts['dense']:.3f} " if dense_head is not None else "")
+                + f"lr {lr:.2e} {its:.2f} it/s data-wait {wait_share:.0%} ETA {int(left // 60)}:{int(left % 60):02d}",
                 flush=True,
             )
         due_time = time.monotonic() - last_ckpt >= config.checkpoint_minutes * 60.0
         due_step = config.checkpoint_steps > 0 and step % config.checkpoint_steps == 0
         if due_time or due_step:
-            _save_resume_state(config, sam, opt, step, rng, elapsed())
+            _save_resume_state(config, sam, opt, step, rng, elapsed(), dense_head)
             save_checkpoint(sam, config.model, output, sha256_file=True)
             if config.keep_snapshots:
                 save_checkpoint(sam, config.model, run_dir / "snapshots" / f"step{step:06d}.pt", sha256_file=True)
@@ -292,7 +308,7 @@ def train(
     batches.close()  # ends the DataLoader workers, if any
     for sig, handler in old_handlers.items():
         signal.signal(sig, handler)
-    _save_resume_state(config, sam, opt, step, rng, elapsed())
+    _save_resume_state(config, sam, opt, step, rng, elapsed(), dense_head)
     sam.eval()
     digest = save_checkpoint(sam, config.model, output, sha256_file=True)
     if writer is not None:

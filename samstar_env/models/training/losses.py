@@ -16,6 +16,7 @@ from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
 
 from samstar_env.models.training.config import TrainConfig
+from samstar_env.models.training.dense import DenseHead, dense_loss
 from samstar_env.models.training.samples import Sample
 
 
@@ -95,9 +96,14 @@ def decode_prompts(
 
 
 def batch_loss(
-    sam: Sam, samples: Sequence[Sample], *, config: TrainConfig, step: int | None = None
+    sam: Sam, samples: Sequence[Sample], *, config: TrainConfig, step: int | None = None, dense_head: DenseHead | None = None
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss of a batch and its parts (for logging); ``step`` sets the focal ramp (None: full weight)."""
+    """Total loss of a batch and its parts (for logging); ``step`` sets the focal ramp (None: full weight).
+
+    With ``dense_head`` and ``config.dense_weight > 0``, the dense auxiliary loss
+    (:func:`~samstar_env.models.training.dense.dense_loss`) on every sample's foreground and
+    boundary maps is added, weighted; its value is the ``"dense"`` part (0 without it).
+    """
     focal_weight = config.focal_weight if step is None else _focal_weight_at(step, config)
     device = sam.device
     size = config.model.img_size
@@ -158,4 +164,13 @@ def batch_loss(
             )
     loss = torch.cat(totals).mean()
     values = (sums / max(n_total, 1)).tolist()
-    return loss, dict(zip(("focal", "dice", "iou_mse", "miou"), values, strict=True))
+    parts = dict(zip(("focal", "dice", "iou_mse", "miou"), values, strict=True))
+    parts["dense"] = 0.0
+    if dense_head is not None and config.dense_weight > 0:
+        if any(s.dense is None for s in samples):
+            raise ValueError("batch_loss: a dense head was given but the samples carry no dense targets (config.dense_weight 0 when drawn)")
+        targets = torch.stack([s.dense for s in samples if s.dense is not None]).to(device)
+        aux = dense_loss(dense_head(sam, emb), targets)
+        loss = loss + config.dense_weight * aux
+        parts["dense"] = float(aux.detach())
+    return loss, parts

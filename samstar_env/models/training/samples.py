@@ -21,6 +21,7 @@ from scipy import ndimage
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from samstar_env.models.training.config import TrainConfig
+from samstar_env.models.training.dense import dense_targets
 from samstar_env.models.training.pools import ImagePool
 
 
@@ -72,6 +73,7 @@ class Sample:
     targets: torch.Tensor  # (K, S, S) float GT masks in the padded model frame
     points: torch.Tensor  # (P, 2) xy in the model frame, for the first P prompts
     boxes: torch.Tensor  # (K - P, 4) xyxy, for the remaining prompts
+    dense: torch.Tensor | None = None  # (2, S, S) foreground and boundary maps (config.dense_weight > 0)
 
 
 def make_sample(
@@ -123,7 +125,8 @@ def make_sample(
             bx = np.clip(bx, 0, [nw - 1, nh - 1, nw - 1, nh - 1])
             boxes[i] = [min(bx[0], bx[2]), min(bx[1], bx[3]), max(bx[0], bx[2]), max(bx[1], bx[3])]
         img_t = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float()
-        return Sample(img_t, targets, torch.from_numpy(points), torch.from_numpy(boxes))
+        dense = dense_targets(lab_pad.numpy()) if config.dense_weight > 0 else None
+        return Sample(img_t, targets, torch.from_numpy(points), torch.from_numpy(boxes), dense)
     return None
 
 
