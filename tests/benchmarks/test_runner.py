@@ -169,7 +169,7 @@ def test_dask_local_cluster_equals_local(local_run, suite, tmp_path):
 def test_suites_load_and_reject_bad_input(tmp_path):
     quick = load_suite("quick")
     assert quick.budget <= 30 and len(quick.seeds) == 2
-    assert len(load_suite("default").runs()) == 3 * (4 + 2) * 10  # 4 agents + the watershed and gt-grid baselines
+    assert len(load_suite("default").runs()) == 3 * (4 + 4) * 10  # 4 agents + watershed, gt-grid, vanilla, sam-defaults
     with pytest.raises(ValueError, match="unknown suite key"):
         suite_from_dict({"name": "x", "tasks": ["ito"], "agents": ["random"], "seeds": [0], "budget": 1, "budgett": 2})
     with pytest.raises(FileNotFoundError, match="neither a shipped suite"):
