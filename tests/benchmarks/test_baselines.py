@@ -274,6 +274,13 @@ def test_fixed_point_baselines_score_one_parameter_set(suite, checkpoint, tmp_pa
     for a in ("vanilla", "sam-defaults"):
         assert _params_and_rewards(recs[(a, 0)]) == _params_and_rewards(recs[(a, 1)])
     assert {row["agent"] for row in summary["table"]} == {"vanilla", "sam-defaults"}
+    # A tiled suite's tiles are kept: how a large image is cut is the suite's choice, not the model's.
+    from samstar_env.benchmarks.baselines import fixed_params
+
+    tiled, _ = fixed_params("vanilla", model="test-fixed-point", base=AmgParams(tile_shape=256, halo=32))
+    assert (tiled.tile_shape, tiled.halo, tiled.pred_iou_thresh) == (256, 32, 0.0)
+    with pytest.raises(InputError, match="not a fixed-point baseline"):
+        fixed_params("nsga2", model="test-fixed-point")
     # An unregistered checkpoint has no operating point: vanilla falls back to SAM's defaults.
     rec = execute_run(RunSpec(suite, "perovskite", "vanilla", 0))
     assert AmgParams.from_dict(rec["operating_point"]["params"]) == AmgParams()
