@@ -327,6 +327,13 @@ def test_v4_recipes_chain_pilot_to_piece2():
     cont = load_recipe(RECIPES_DIR / "samstar-tiny-v4-p1-dense.json")
     assert cont.dense_weight > 0 and cont.model == p1.model and cont.init_decoder_weights is None
     assert cont.init_weights is not None and (Path(__file__).parents[2] / cont.init_weights).is_file()
+    # Its control (no dense term) and a lighter weight differ from it in that weight only.
+    for name, weight in (("p1-cont", 0.0), ("p1-dense03", 0.3)):
+        other = load_recipe(RECIPES_DIR / f"samstar-tiny-v4-{name}.json")
+        assert other.dense_weight == weight
+        assert {k: v for k, v in vars(other).items() if k not in ("run_dir", "output", "dense_weight")} == {
+            k: v for k, v in vars(cont).items() if k not in ("run_dir", "output", "dense_weight")
+        }
 
 
 def test_shipped_recipes_load_and_cli_overrides(tmp_path, monkeypatch):
