@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from segment_anything.modeling import Sam
 from skimage.segmentation import find_boundaries
 from torch import nn
@@ -74,17 +73,3 @@ class DenseHead(nn.Module):
         """Dense logits (B, 2, 4h, 4w) of embeddings (B, C, h, w), through ``sam``'s own upscaling path."""
         return self.proj(sam.mask_decoder.output_upscaling(image_embeddings))
 
-
-def dense_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft dice per channel, averaged: logits (B, 2, h, w), targets (B, 2, S, S).
-
-    The logits are upsampled to the targets' frame first (as the prompt masks are in
-    :func:`~samstar_env.models.training.losses.batch_loss`). Dice keeps the sparse boundary channel
-    from being learned as all-background.
-    """
-    up = F.interpolate(logits, targets.shape[-2:], mode="bilinear", align_corners=False)
-    bce = F.binary_cross_entropy_with_logits(up, targets)
-    p = up.sigmoid()
-    inter = (p * targets).sum((-2, -1))
-    dice = 1.0 - (2.0 * inter + 1.0) / (p.sum((-2, -1)) + targets.sum((-2, -1)) + 1.0)
-    return bce + dice.mean()

@@ -16,8 +16,24 @@ from segment_anything.modeling import Sam
 from torchvision.ops import sigmoid_focal_loss
 
 from samstar_env.models.training.config import TrainConfig
-from samstar_env.models.training.dense import DenseHead, dense_loss
+from samstar_env.models.training.dense import DenseHead
 from samstar_env.models.training.samples import Sample
+
+
+def soft_dice(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Soft dice loss (smoothing 1) over the last two axes: probabilities ``p`` against 0/1 targets ``t``."""
+    return 1.0 - (2.0 * (p * t).sum((-2, -1)) + 1.0) / (p.sum((-2, -1)) + t.sum((-2, -1)) + 1.0)
+
+
+def dense_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The dense auxiliary loss: binary cross-entropy plus soft dice per channel, averaged.
+
+    ``logits`` (B, 2, h, w) from :class:`~samstar_env.models.training.dense.DenseHead` are upsampled
+    to the frame of ``targets`` (B, 2, S, S) first, as the prompt masks are. Dice keeps the sparse
+    boundary channel from being learned as all-background.
+    """
+    up = F.interpolate(logits, targets.shape[-2:], mode="bilinear", align_corners=False)
+    return F.binary_cross_entropy_with_logits(up, targets) + soft_dice(up.sigmoid(), targets).mean()
 
 
 def _mask_losses(
@@ -26,8 +42,7 @@ def _mask_losses(
     """Per-mask focal, dice and true IoU. logits (N, M, S, S), targets (N, S, S) -> three (N, M)."""
     t = targets[:, None].expand_as(logits)
     focal = sigmoid_focal_loss(logits, t, alpha=alpha, gamma=2.0, reduction="none").mean(dim=(-2, -1))
-    p = logits.sigmoid()
-    dice = 1.0 - (2.0 * (p * t).sum((-2, -1)) + 1.0) / (p.sum((-2, -1)) + t.sum((-2, -1)) + 1.0)
+    dice = soft_dice(logits.sigmoid(), t)
     with torch.no_grad():
         pb = logits > 0.0  # the mask AMG would keep (mask_threshold 0)
         tb = t > 0.5
@@ -101,7 +116,7 @@ def batch_loss(
     """Total loss of a batch and its parts (for logging); ``step`` sets the focal ramp (None: full weight).
 
     With ``dense_head`` and ``config.dense_weight > 0``, the dense auxiliary loss
-    (:func:`~samstar_env.models.training.dense.dense_loss`) on every sample's foreground and
+    (:func:`dense_loss`) on every sample's foreground and
     boundary maps is added, weighted; its value is the ``"dense"`` part (0 without it).
     """
     focal_weight = config.focal_weight if step is None else _focal_weight_at(step, config)
